@@ -1,0 +1,17 @@
+"""numbapool: fast, exact pooling for NumPy (and CUDA) arrays, built on Numba.
+
+Spatial pooling (max, min, average, Lp, adaptive, global, GeM) over any number of spatial
+dimensions in channels-first or channels-last layout.  Importing this package compiles
+nothing; kernels are compiled (or loaded from Numba's on-disk cache) on first use.
+
+>>> import numpy as np, numbapool as nbp
+>>> x = np.random.default_rng(0).random((8, 3, 32, 32), dtype=np.float32)
+>>> nbp.max_pool2d(x, 2).shape
+(8, 3, 16, 16)
+"""
+
+from .spatial import *  # noqa: F401,F403
+from .spatial import __all__ as _spatial_all
+
+__version__ = "0.1.0"
+__all__ = list(_spatial_all)

@@ -1,0 +1,109 @@
+"""The execution plan of a spatial pool, computed once in Python for any backend.
+
+A :class:`SpatialPlan` holds the per-axis windows (:mod:`numbapool.geometry`), how the
+array's axes map onto the canonical ``(planes, rows, row_length)`` view the kernels work
+on, the reducer and its arithmetic.  Backends only loop over what the plan says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from math import prod
+
+import numpy as np
+
+from .geometry import AxisWindows
+
+REDUCERS = ("max", "min", "sum")
+# Element transforms before summing, and what a window sum becomes (see _cpu/windows.py).
+TRANSFORMS = {"identity": 0, "power": 1, "clip_power": 2}
+FINISHES = {"mean": 0, "root_sum": 1, "root_mean": 2}
+
+_UNIT_AXIS = AxisWindows(1, np.zeros(1, np.int64), np.ones(1, np.int64), 1, np.ones(1, np.int64))
+
+
+@dataclass(frozen=True)
+class SpatialPlan:
+    """Everything a backend needs to run one spatial pool.
+
+    ``lead_shape`` are the independent leading axes, ``channels`` the trailing channel axis of
+    channels-last data (1 for channels-first).  For ``reducer == "sum"``: ``transform`` and
+    ``power``/``eps`` say what is summed, ``finish`` what the sum becomes, ``divisor`` whether
+    per-axis divisors are the padded counts (``"padded"``) or in-bounds counts (``"valid"``),
+    and ``divisor_override`` replaces them when non-zero.
+    """
+
+    reducer: str
+    axes: tuple[AxisWindows, ...]
+    lead_shape: tuple[int, ...]
+    channels: int
+    channels_last: bool
+    out_dtype: np.dtype
+    acc_dtype: np.dtype | None = None
+    omit_nan: bool = False
+    return_indices: bool = False
+    transform: str = "identity"
+    power: float = 1.0
+    eps: float = 0.0
+    finish: str = "mean"
+    divisor: str = "valid"
+    divisor_override: float = 0.0
+
+    @property
+    def ndim(self) -> int:
+        return len(self.axes)
+
+    @property
+    def planes(self) -> int:
+        return prod(self.lead_shape)
+
+    @property
+    def in_spatial(self) -> tuple[int, ...]:
+        return tuple(a.in_size for a in self.axes)
+
+    @property
+    def out_spatial(self) -> tuple[int, ...]:
+        return tuple(a.out_size for a in self.axes)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        tail = (self.channels,) if self.channels_last else ()
+        return self.lead_shape + self.out_spatial + tail
+
+    @property
+    def canonical_in_shape(self) -> tuple[int, int, int]:
+        sp = self.in_spatial
+        return (self.planes, prod(sp[:-1]), sp[-1] * self.channels)
+
+    @property
+    def canonical_out_shape(self) -> tuple[int, int, int]:
+        sp = self.out_spatial
+        return (self.planes, prod(sp[:-1]), sp[-1] * self.channels)
+
+    @cached_property
+    def tables(self) -> dict:
+        """The kernels' window tables: stacked outer axes (at least one) and the last axis."""
+        outer = self.axes[:-1] or (_UNIT_AXIS,)
+        last = self.axes[-1]
+        width = max(a.out_size for a in outer)
+
+        def stack(attr, dtype):
+            t = np.zeros((len(outer), width), dtype)
+            for i, a in enumerate(outer):
+                t[i, : a.out_size] = getattr(a, attr)
+            return t
+
+        div_attr = "padded_count" if self.divisor == "padded" else "count"
+        return dict(
+            o_first=stack("first", np.int64),
+            o_count=stack("count", np.int64),
+            o_step=np.array([a.step for a in outer], np.int64),
+            o_div=stack(div_attr, np.float64),
+            ishape=np.array([a.in_size for a in outer], np.int64),
+            oshape=np.array([a.out_size for a in outer], np.int64),
+            l_first=last.first,
+            l_count=last.count,
+            l_step=int(last.step),
+            l_div=getattr(last, div_attr).astype(np.float64),
+        )
