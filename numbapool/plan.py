@@ -13,12 +13,14 @@ from math import prod
 
 import numpy as np
 
+from . import _arith
 from .geometry import AxisWindows
 
 REDUCERS = ("max", "min", "sum")
-# Element transforms before summing, and what a window sum becomes (see _cpu/windows.py).
-TRANSFORMS = {"identity": 0, "power": 1, "clip_power": 2}
-FINISHES = {"mean": 0, "root_sum": 1, "root_mean": 2}
+# Element transforms before summing, and what a window sum becomes (see _arith.py).
+TRANSFORMS = {"identity": _arith.T_IDENTITY, "power": _arith.T_POWER,
+              "clip_power": _arith.T_CLIP_POWER}
+FINISHES = {"mean": _arith.F_MEAN, "root_sum": _arith.F_ROOT_SUM, "root_mean": _arith.F_ROOT_MEAN}
 
 _UNIT_AXIS = AxisWindows(1, np.zeros(1, np.int64), np.ones(1, np.int64), 1, np.ones(1, np.int64))
 

@@ -24,33 +24,13 @@ from numba import njit, prange
 
 from .half import compute_zero, load, store
 
-# transforms applied to each element before summing
-T_IDENTITY, T_POWER, T_CLIP_POWER = 0, 1, 2
-# what a window sum becomes
-F_MEAN, F_ROOT_SUM, F_ROOT_MEAN = 0, 1, 2
+from .. import _arith
 
-
-@njit(cache=True)
-def _take(m, v, is_min, omit):
-    """Whether candidate ``v`` replaces the running extreme ``m`` (earlier wins ties)."""
-    better = (v < m) if is_min else (v > m)
-    if omit:
-        return better or (m != m)  # NaN never wins; a NaN start is replaced
-    return better or (v != v)  # the first NaN wins and sticks: NaN != NaN blocks later takes
-
-
-@njit(cache=True)
-def _take_indexed(m, mi, v, vi, is_min, omit):
-    """Like :func:`_take` but ties (and NaN against NaN) go to the smaller flat index."""
-    v_nan = v != v
-    m_nan = m != m
-    if v_nan or m_nan:
-        if v_nan and m_nan:
-            return vi < mi
-        return m_nan if omit else v_nan
-    if v == m:
-        return vi < mi
-    return (v < m) if is_min else (v > m)
+_take = njit(cache=True)(_arith.take)
+_take_indexed = njit(cache=True)(_arith.take_indexed)
+_transform = njit(cache=True)(_arith.transform)
+_finish = njit(cache=True)(_arith.finish)
+T_IDENTITY = _arith.T_IDENTITY
 
 
 @njit(cache=True)
@@ -207,38 +187,6 @@ def extreme_indexed_parallel(x, out, idx, n_chunks, o_first, o_count, o_step, is
 
 
 # --------------------------------------------------------------------------- sums
-
-
-@njit(cache=True)
-def _transform(v, kind, power, eps):
-    if kind == T_IDENTITY:
-        return v
-    if kind == T_CLIP_POWER:
-        v = v if (v > eps or v != v) else eps
-    if power == 2.0:
-        return v * v
-    if power == 3.0:
-        return v * v * v
-    if power == 1.0:
-        return v
-    return v ** power
-
-
-@njit(cache=True)
-def _finish(s, divisor, kind, power):
-    if kind == F_MEAN:
-        return s / divisor
-    if kind == F_ROOT_MEAN:
-        s = s / divisor
-    if s != s:
-        return s
-    if s <= 0.0:
-        return 0.0  # a non-positive power sum pools to 0, as in API.md
-    if power == 1.0:
-        return s
-    if power == 2.0:
-        return np.sqrt(s)
-    return s ** (1.0 / power)
 
 
 @njit(cache=True)
