@@ -18,12 +18,13 @@ def take(m, v, is_min, omit):
     """Whether candidate ``v`` replaces the running extreme ``m``; earlier candidates win ties.
 
     Under ``omit`` a NaN never wins and a NaN start is replaced; under propagate the first NaN
-    wins and sticks (``v > NaN`` is false and a later number is not NaN).
+    wins and sticks (``v > NaN`` is false and a later number is not NaN).  Written with
+    bitwise operators only, so a loop calling it with loop-invariant flags has no branches
+    and vectorises.
     """
-    better = (v < m) if is_min else (v > m)
-    if omit:
-        return better or (m != m)
-    return better or (v != v)
+    is_max = not is_min
+    better = ((v > m) & is_max) | ((v < m) & is_min)
+    return better | ((v != v) & (not omit)) | ((m != m) & omit)
 
 
 def take_indexed(m, mi, v, vi, is_min, omit):

@@ -98,6 +98,7 @@ class SpatialPlan:
 
         div_attr = "padded_count" if self.divisor == "padded" else "count"
         return dict(
+            l_uniform=_uniform_run(last),
             o_first=stack("first", np.int64),
             o_count=stack("count", np.int64),
             o_step=np.array([a.step for a in outer], np.int64),
@@ -109,3 +110,23 @@ class SpatialPlan:
             l_step=int(last.step),
             l_div=getattr(last, div_attr).astype(np.float64),
         )
+
+
+def _uniform_run(axis: AxisWindows) -> np.ndarray:
+    """``[lo, hi, k, s, off]``: outputs ``lo <= o < hi`` all read ``k`` taps from ``o*s + off``.
+
+    This is the interior of a sliding pool, where kernels can use tap-major loops; windows
+    outside it (borders, uneven adaptive windows) take the general path.  ``lo == hi`` when
+    there is no such run.
+    """
+    count, first = axis.count, axis.first
+    k = int(count.max())
+    full = np.flatnonzero(count == k)
+    lo, hi = int(full[0]), int(full[-1]) + 1
+    s = int(first[lo + 1] - first[lo]) if hi - lo >= 2 else 1
+    off = int(first[lo]) - lo * s
+    even = hi - lo == full.size and s >= 1 and np.array_equal(
+        first[lo:hi], off + s * np.arange(lo, hi, dtype=np.int64))
+    if not even:
+        lo = hi = 0
+    return np.array([lo, hi, k, s, off], np.int64)

@@ -1,9 +1,9 @@
 """CPU kernels for sliding, adaptive and global window pooling over N-D arrays.
 
-Every spatial pool is run on a canonical view (see ``numbapool/_plan.py``):
+Every spatial pool runs on a canonical view (see :class:`numbapool.plan.SpatialPlan`):
 
-* input  ``x``   C-contiguous ``(P, R, W*C)``: P independent planes, R rows (the product of
-  the outer spatial axes), each row W positions of the last spatial axis times C channels
+* input ``x`` C-contiguous ``(P, R, W*C)``: P independent planes, R rows (the product of the
+  outer spatial axes), each row W positions of the last spatial axis times C channels
   (C == 1 for channels-first);
 * output ``out`` C-contiguous ``(P, Ro, Wo*C)``.
 
@@ -12,30 +12,44 @@ A task is one output row ``(p, ro)`` and runs in two stages:
 A. the input rows of the outer window are reduced element-wise into a row buffer.  The
    inner loop runs over W*C contiguous elements with no data-dependent branches (NaN is
    handled with selects), so LLVM vectorises it;
-B. the last axis is reduced window by window from the buffer into the output row.
+B. the last axis is reduced window by window from the buffer.  Uniform full windows (the
+   interior of a sliding pool) of channels-first rows are reduced tap-major with the
+   stride as a compile-time constant for strides 1 and 2, so those loops vectorise too;
+   channels-last rows vectorise over C.
 
-Scratch is one row per chunk of tasks, never a full-size temporary.  Window positions
-come from the per-axis tables of :mod:`numbapool.geometry` (``first``, ``count``,
-``step``); the outer tables are stacked, padded to a common length.
+Branches inside a hot loop stop LLVM from vectorising it.  The max/min and NaN-policy flags
+are runtime arguments combined with bitwise operators (``_arith.take``), which vectorise.
+The loops themselves are ``@overload(prefer_literal=True)`` generators: the operation
+(extreme or sum) and, for strides 1 and 2, the stride are compile-time constants baked
+into the loops they emit.
+
+Scratch is a few rows per chunk of tasks, never a full-size temporary.  The window tables
+come from :mod:`numbapool.geometry` via ``SpatialPlan.tables``; ``geo`` is the tuple
+``(o_first, o_count, o_step, ishape, oshape, l_first, l_count, l_step, l_uniform)``.
 """
 
 import numpy as np
 from numba import njit, prange
-
-from .half import compute_zero, load, store
+from numba.core.errors import TypingError
+from numba.extending import overload
 
 from .. import _arith
+from .half import compute_zero, load, store
+
+OP_EXTREME, OP_SUM = 0, 1  # compile-time operation codes of the row loops
 
 _take = njit(cache=True)(_arith.take)
 _take_indexed = njit(cache=True)(_arith.take_indexed)
 _transform = njit(cache=True)(_arith.transform)
 _finish = njit(cache=True)(_arith.finish)
-T_IDENTITY = _arith.T_IDENTITY
+
+
+# --------------------------------------------------------------------------- task geometry
 
 
 @njit(cache=True)
 def _decode_task(t, ro_count, oshape, ov):
-    """Split task ``t`` into plane ``p`` and the outer output multi-index (into ``ov``)."""
+    """Split task ``t`` into plane ``p`` (returned) and the outer output multi-index ``ov``."""
     p = t // ro_count
     rem = t - p * ro_count
     for a in range(oshape.shape[0] - 1, -1, -1):
@@ -46,7 +60,7 @@ def _decode_task(t, ro_count, oshape, ov):
 
 
 @njit(cache=True)
-def _window_rows(o_first, o_count, o_step, ishape, ov):
+def _window_rows(o_count, ov):
     """Number of input rows in the outer window of output multi-index ``ov``."""
     n = 1
     for a in range(ov.shape[0]):
@@ -56,7 +70,7 @@ def _window_rows(o_first, o_count, o_step, ishape, ov):
 
 @njit(cache=True)
 def _row_of(o_first, o_step, ishape, ov, jv):
-    """Flat input row index of window tap ``jv`` (row-major over the outer axes)."""
+    """Flat input row of outer window tap ``jv`` (row-major over the outer axes)."""
     r = 0
     for a in range(ov.shape[0]):
         r = r * ishape[a] + o_first[a, ov[a]] + jv[a] * o_step[a]
@@ -65,7 +79,7 @@ def _row_of(o_first, o_step, ishape, ov, jv):
 
 @njit(cache=True)
 def _advance(jv, o_count, ov):
-    """Step the odometer ``jv`` to the next outer tap, last axis fastest."""
+    """Step the odometer ``jv`` to the next outer tap, last axis fastest (row-major order)."""
     a = jv.shape[0] - 1
     while a >= 0:
         jv[a] += 1
@@ -78,197 +92,304 @@ def _advance(jv, o_count, ov):
 # --------------------------------------------------------------------------- max / min
 
 
+def _literal(ty, name):
+    value = getattr(ty, "literal_value", None)
+    if value is None:
+        raise TypingError(f"{name} must be a compile-time constant")
+    return value
+
+
+def _combiner(op):
+    """``combine(m, v, is_min, omit)`` for a literal op (extreme or sum)."""
+    if op == OP_SUM:
+        return njit(lambda m, v, is_min, omit: m + v)
+    return njit(lambda m, v, is_min, omit: v if _take(m, v, is_min, omit) else m)
+
+
+def fold_row(src, buf, first, op, is_min, omit):
+    """``buf[e] = combine(buf[e], src[e])`` over a row (a plain load when ``first``)."""
+
+
+@overload(fold_row, prefer_literal=True)
+def _ol_fold_row(src, buf, first, op, is_min, omit):
+    combine = _combiner(_literal(op, "op"))
+
+    def impl(src, buf, first, op, is_min, omit):
+        if first:
+            for e in range(buf.shape[0]):
+                buf[e] = load(src, e)
+        else:
+            for e in range(buf.shape[0]):
+                buf[e] = combine(buf[e], load(src, e), is_min, omit)
+
+    return impl
+
+
+def fold_windows(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min, omit):
+    """Stage B for output positions ``[w0, w1)`` of any window shape (vectorised over C)."""
+
+
+@overload(fold_windows, prefer_literal=True)
+def _ol_fold_windows(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min, omit):
+    combine = _combiner(_literal(op, "op"))
+
+    def impl(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min, omit):
+        for wo in range(w0, w1):
+            base = l_first[wo] * C
+            ob = wo * C
+            for c in range(C):
+                obuf[ob + c] = buf[base + c]
+            for j in range(1, l_count[wo]):
+                b = base + j * l_step * C
+                for c in range(C):
+                    obuf[ob + c] = combine(obuf[ob + c], buf[b + c], is_min, omit)
+
+    return impl
+
+
+def fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
+    """Stage B for channels-first uniform windows ``o*s + off + j*d`` (``j < k``), tap-major."""
+
+
+@overload(fold_uniform, prefer_literal=True)
+def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
+    combine = _combiner(_literal(op, "op"))
+    stride = getattr(s, "literal_value", None)  # a literal stride turns strided loads into shuffles
+
+    def impl(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
+        step = s if stride is None else stride
+        for wo in range(lo, hi):
+            obuf[wo] = buf[wo * step + off]
+        for j in range(1, k):
+            o2 = off + j * d
+            for wo in range(lo, hi):
+                obuf[wo] = combine(obuf[wo], buf[wo * step + o2], is_min, omit)
+
+    return impl
+
+
+def fold_last_axis(buf, obuf, geo, C, op, is_min, omit):
+    """Stage B: reduce the last axis of ``buf`` into ``obuf``."""
+
+
+@overload(fold_last_axis, prefer_literal=True)
+def _ol_fold_last_axis(buf, obuf, geo, C, op, is_min, omit):
+    OP = _literal(op, "op")
+
+    def impl(buf, obuf, geo, C, op, is_min, omit):
+        l_first, l_count, l_step, uni = geo[5], geo[6], geo[7], geo[8]
+        Wo = l_first.shape[0]
+        lo, hi, k, s, off = uni[0], uni[1], uni[2], uni[3], uni[4]
+        if C != 1 or hi <= lo:
+            fold_windows(buf, obuf, 0, Wo, l_first, l_count, l_step, C, OP, is_min, omit)
+            return
+        fold_windows(buf, obuf, 0, lo, l_first, l_count, l_step, C, OP, is_min, omit)
+        fold_windows(buf, obuf, hi, Wo, l_first, l_count, l_step, C, OP, is_min, omit)
+        if s == 2:
+            fold_uniform(buf, obuf, lo, hi, k, 2, l_step, off, OP, is_min, omit)
+        elif s == 1:
+            fold_uniform(buf, obuf, lo, hi, k, 1, l_step, off, OP, is_min, omit)
+        else:
+            fold_uniform(buf, obuf, lo, hi, k, s, l_step, off, OP, is_min, omit)
+
+    return impl
+
+
 @njit(cache=True)
-def extreme_tasks(x, out, t0, t1, o_first, o_count, o_step, ishape, oshape,
-                  l_first, l_count, l_step, channels, is_min, omit):
+def extreme_tasks(x, out, t0, t1, geo, C, is_min, omit):
     """Max (or min) pooling of tasks ``[t0, t1)``; values only."""
-    WC = x.shape[2]
+    o_first, o_count, o_step, ishape, oshape = geo[0], geo[1], geo[2], geo[3], geo[4]
     ro_count = out.shape[1]
-    Wo = l_first.shape[0]
-    C = channels
     z = compute_zero(x)
-    buf = np.full(WC, z)
-    acc = np.full(C, z)
+    buf = np.full(x.shape[2], z)
+    obuf = np.full(out.shape[2], z)
     ov = np.zeros(oshape.shape[0], np.int64)
     jv = np.zeros(oshape.shape[0], np.int64)
     for t in range(t0, t1):
         p = _decode_task(t, ro_count, oshape, ov)
-        rows = _window_rows(o_first, o_count, o_step, ishape, ov)
         jv[:] = 0
-        src = x[p, _row_of(o_first, o_step, ishape, ov, jv)]
-        for e in range(WC):
-            buf[e] = load(src, e)
-        for _ in range(1, rows):
-            _advance(jv, o_count, ov)
+        for k in range(_window_rows(o_count, ov)):
+            if k:
+                _advance(jv, o_count, ov)
             src = x[p, _row_of(o_first, o_step, ishape, ov, jv)]
-            for e in range(WC):
-                v = load(src, e)
-                m = buf[e]
-                buf[e] = v if _take(m, v, is_min, omit) else m
+            fold_row(src, buf, k == 0, OP_EXTREME, is_min, omit)
+        fold_last_axis(buf, obuf, geo, C, OP_EXTREME, is_min, omit)
         dst = out[p, t - p * ro_count]
-        for wo in range(Wo):
-            base = l_first[wo] * C
-            for c in range(C):
-                acc[c] = buf[base + c]
-            for j in range(1, l_count[wo]):
-                b = base + j * l_step * C
-                for c in range(C):
-                    v = buf[b + c]
-                    m = acc[c]
-                    acc[c] = v if _take(m, v, is_min, omit) else m
-            for c in range(C):
-                store(dst, wo * C + c, acc[c])
+        for i in range(obuf.shape[0]):
+            store(dst, i, obuf[i])
 
 
 @njit(parallel=True, cache=True)
-def extreme_parallel(x, out, n_chunks, o_first, o_count, o_step, ishape, oshape,
-                     l_first, l_count, l_step, channels, is_min, omit):
+def extreme_parallel(x, out, n_chunks, geo, C, is_min, omit):
     n_tasks = x.shape[0] * out.shape[1]
     for k in prange(n_chunks):
         extreme_tasks(x, out, k * n_tasks // n_chunks, (k + 1) * n_tasks // n_chunks,
-                      o_first, o_count, o_step, ishape, oshape,
-                      l_first, l_count, l_step, channels, is_min, omit)
+                      geo, C, is_min, omit)
 
 
 @njit(cache=True)
-def extreme_indexed_tasks(x, out, idx, t0, t1, o_first, o_count, o_step, ishape, oshape,
-                          l_first, l_count, l_step, channels, is_min, omit):
-    """Max (or min) pooling with the flat spatial index of each winner."""
+def extreme_indexed_tasks(x, out, idx, t0, t1, geo, C, is_min, omit):
+    """Max/min pooling of tasks ``[t0, t1)`` with the flat spatial index of each winner.
+
+    Stage A visits rows in increasing flat index, so a plain "strictly better" keeps the
+    first of equal values; stage B compares candidates from different columns, where the
+    smaller flat index must win ties explicitly.
+    """
+    o_first, o_count, o_step, ishape, oshape = geo[0], geo[1], geo[2], geo[3], geo[4]
+    l_first, l_count, l_step = geo[5], geo[6], geo[7]
     WC = x.shape[2]
-    C = channels
     W = WC // C
     ro_count = out.shape[1]
-    Wo = l_first.shape[0]
     z = compute_zero(x)
     buf = np.full(WC, z)
     ibuf = np.zeros(WC, np.int64)
+    col = np.arange(WC) // C  # position along the last axis of each row element
     acc = np.full(C, z)
     iacc = np.zeros(C, np.int64)
     ov = np.zeros(oshape.shape[0], np.int64)
     jv = np.zeros(oshape.shape[0], np.int64)
     for t in range(t0, t1):
         p = _decode_task(t, ro_count, oshape, ov)
-        rows = _window_rows(o_first, o_count, o_step, ishape, ov)
         jv[:] = 0
-        for k in range(rows):
+        for k in range(_window_rows(o_count, ov)):
             if k:
                 _advance(jv, o_count, ov)
             r = _row_of(o_first, o_step, ishape, ov, jv)
             src = x[p, r]
-            for e in range(WC):
-                v = load(src, e)
-                vi = r * W + e // C
-                if k == 0 or _take_indexed(buf[e], ibuf[e], v, vi, is_min, omit):
-                    buf[e] = v
-                    ibuf[e] = vi
+            base = r * W
+            if k == 0:
+                for e in range(WC):
+                    buf[e] = load(src, e)
+                    ibuf[e] = base + col[e]
+            else:
+                for e in range(WC):
+                    v = load(src, e)
+                    take = _take(buf[e], v, is_min, omit)
+                    buf[e] = v if take else buf[e]
+                    ibuf[e] = base + col[e] if take else ibuf[e]
         ro = t - p * ro_count
         dst = out[p, ro]
         dsti = idx[p, ro]
-        for wo in range(Wo):
-            for j in range(l_count[wo]):
+        for wo in range(l_first.shape[0]):
+            b = l_first[wo] * C
+            for c in range(C):
+                acc[c] = buf[b + c]
+                iacc[c] = ibuf[b + c]
+            for j in range(1, l_count[wo]):
                 b = (l_first[wo] + j * l_step) * C
                 for c in range(C):
-                    if j == 0 or _take_indexed(acc[c], iacc[c], buf[b + c], ibuf[b + c], is_min, omit):
-                        acc[c] = buf[b + c]
-                        iacc[c] = ibuf[b + c]
+                    v, vi = buf[b + c], ibuf[b + c]
+                    take = _take_indexed(acc[c], iacc[c], v, vi, is_min, omit)
+                    acc[c] = v if take else acc[c]
+                    iacc[c] = vi if take else iacc[c]
             for c in range(C):
                 store(dst, wo * C + c, acc[c])
                 dsti[wo * C + c] = iacc[c]
 
 
+
 @njit(parallel=True, cache=True)
-def extreme_indexed_parallel(x, out, idx, n_chunks, o_first, o_count, o_step, ishape, oshape,
-                             l_first, l_count, l_step, channels, is_min, omit):
+def extreme_indexed_parallel(x, out, idx, n_chunks, geo, C, is_min, omit):
     n_tasks = x.shape[0] * out.shape[1]
     for k in prange(n_chunks):
-        extreme_indexed_tasks(x, out, idx, k * n_tasks // n_chunks, (k + 1) * n_tasks // n_chunks,
-                              o_first, o_count, o_step, ishape, oshape,
-                              l_first, l_count, l_step, channels, is_min, omit)
+        extreme_indexed_tasks(x, out, idx, k * n_tasks // n_chunks,
+                              (k + 1) * n_tasks // n_chunks, geo, C, is_min, omit)
 
 
 # --------------------------------------------------------------------------- sums
 
 
 @njit(cache=True)
-def sum_tasks(x, out, t0, t1, o_first, o_count, o_step, o_div, ishape, oshape,
-              l_first, l_count, l_step, l_div, channels, acc_zero,
+def _rows_sum(x, p, buf, nbuf, geo, ov, jv, acc_zero, transform, power, eps, omit):
+    """Stage A: element-wise sum (of transformed values) of the outer window's rows.
+
+    Under ``omit`` NaNs add nothing and are counted in ``nbuf``.
+    """
+    o_first, o_count, o_step, ishape = geo[0], geo[1], geo[2], geo[3]
+    jv[:] = 0
+    buf[:] = acc_zero
+    nbuf[:] = 0
+    for k in range(_window_rows(o_count, ov)):
+        if k:
+            _advance(jv, o_count, ov)
+        src = x[p, _row_of(o_first, o_step, ishape, ov, jv)]
+        if omit:
+            for e in range(buf.shape[0]):
+                v = _transform(load(src, e), transform, power, eps)
+                isnan = v != v
+                buf[e] += acc_zero if isnan else v
+                nbuf[e] += isnan
+        elif transform == _arith.T_IDENTITY:  # the hot path: a plain vectorised add
+            for e in range(buf.shape[0]):
+                buf[e] += load(src, e)
+        else:
+            for e in range(buf.shape[0]):
+                buf[e] += _transform(load(src, e), transform, power, eps)
+
+
+@njit(cache=True)
+def sum_tasks(x, out, t0, t1, geo, o_div, l_div, C, acc_zero,
               transform, power, eps, finish, omit, divisor_override):
     """Window sums, turned into means / Lp norms / GeM by ``finish``.
 
     The divisor of a window is ``divisor_override`` when non-zero, else the product of the
-    per-axis divisor tables (``o_div``, ``l_div``); under ``omit`` NaNs are skipped, the
+    per-axis divisor tables (``o_div``, ``l_div``).  Under ``omit`` NaNs are skipped, the
     divisor loses one per NaN (unless overridden) and a window of only NaNs gives NaN.
     """
-    WC = x.shape[2]
-    C = channels
+    o_count, oshape, l_count = geo[1], geo[4], geo[6]
     ro_count = out.shape[1]
-    Wo = l_first.shape[0]
-    buf = np.full(WC, acc_zero)
-    acc = np.full(C, acc_zero)
-    nbuf = np.zeros(WC if omit else 0, np.int64)
-    nacc = np.zeros(C, np.int64)
-    nan = np.float64(np.nan)
+    Wo = l_count.shape[0]
+    buf = np.full(x.shape[2], acc_zero)
+    obuf = np.full(out.shape[2], acc_zero)
+    n_nan = x.shape[2] if omit else 0  # NaN counts are only kept under omit
+    nbuf = np.zeros(n_nan, np.int64)
+    nobuf = np.zeros(out.shape[2] if omit else 0, np.int64)
     ov = np.zeros(oshape.shape[0], np.int64)
     jv = np.zeros(oshape.shape[0], np.int64)
+    nan = np.float64(np.nan)
+    mean_only = finish == _arith.F_MEAN and not omit
     for t in range(t0, t1):
         p = _decode_task(t, ro_count, oshape, ov)
-        rows = _window_rows(o_first, o_count, o_step, ishape, ov)
+        _rows_sum(x, p, buf, nbuf, geo, ov, jv, acc_zero, transform, power, eps, omit)
+        fold_last_axis(buf, obuf, geo, C, OP_SUM, False, False)
+        if omit:
+            fold_last_axis(nbuf, nobuf, geo, C, OP_SUM, False, False)
         outer_div = 1.0
         outer_taps = 1
         for a in range(ov.shape[0]):
             outer_div *= o_div[a, ov[a]]
             outer_taps *= o_count[a, ov[a]]
-        jv[:] = 0
-        buf[:] = acc_zero
-        if omit:
-            nbuf[:] = 0
-        for k in range(rows):
-            if k:
-                _advance(jv, o_count, ov)
-            src = x[p, _row_of(o_first, o_step, ishape, ov, jv)]
-            if omit:
-                for e in range(WC):
-                    v = _transform(load(src, e), transform, power, eps)
-                    isnan = v != v
-                    buf[e] += acc_zero if isnan else v
-                    nbuf[e] += isnan
-            elif transform == T_IDENTITY:  # the hot path: a plain vectorised add
-                for e in range(WC):
-                    buf[e] += load(src, e)
-            else:
-                for e in range(WC):
-                    buf[e] += _transform(load(src, e), transform, power, eps)
         dst = out[p, t - p * ro_count]
-        for wo in range(Wo):
-            acc[:] = acc_zero
-            nacc[:] = 0
-            for j in range(l_count[wo]):
-                b = (l_first[wo] + j * l_step) * C
+        if mean_only and divisor_override != 0.0:
+            for i in range(obuf.shape[0]):
+                store(dst, i, obuf[i] / divisor_override)
+        elif mean_only and C == 1:
+            for wo in range(Wo):
+                store(dst, wo, obuf[wo] / (outer_div * l_div[wo]))
+        elif mean_only:
+            for wo in range(Wo):
+                d = outer_div * l_div[wo]
                 for c in range(C):
-                    acc[c] += buf[b + c]
-                if omit:
-                    for c in range(C):
-                        nacc[c] += nbuf[b + c]
-            divisor = divisor_override if divisor_override != 0.0 else outer_div * l_div[wo]
-            taps = outer_taps * l_count[wo]
-            for c in range(C):
-                d = divisor
-                if omit:
-                    if nacc[c] == taps:
-                        store(dst, wo * C + c, nan)
-                        continue
-                    if divisor_override == 0.0:
-                        d = divisor - nacc[c]
-                store(dst, wo * C + c, _finish(acc[c], d, finish, power))
+                    store(dst, wo * C + c, obuf[wo * C + c] / d)
+        else:
+            for wo in range(Wo):
+                d = divisor_override if divisor_override != 0.0 else outer_div * l_div[wo]
+                taps = outer_taps * l_count[wo]
+                for c in range(C):
+                    i = wo * C + c
+                    if omit and nobuf[i] == taps:
+                        store(dst, i, nan)
+                    elif omit and divisor_override == 0.0:
+                        store(dst, i, _finish(obuf[i], d - nobuf[i], finish, power))
+                    else:
+                        store(dst, i, _finish(obuf[i], d, finish, power))
 
 
 @njit(parallel=True, cache=True)
-def sum_parallel(x, out, n_chunks, o_first, o_count, o_step, o_div, ishape, oshape,
-                 l_first, l_count, l_step, l_div, channels, acc_zero,
+def sum_parallel(x, out, n_chunks, geo, o_div, l_div, C, acc_zero,
                  transform, power, eps, finish, omit, divisor_override):
     n_tasks = x.shape[0] * out.shape[1]
     for k in prange(n_chunks):
         sum_tasks(x, out, k * n_tasks // n_chunks, (k + 1) * n_tasks // n_chunks,
-                  o_first, o_count, o_step, o_div, ishape, oshape,
-                  l_first, l_count, l_step, l_div, channels, acc_zero,
-                  transform, power, eps, finish, omit, divisor_override)
+                  geo, o_div, l_div, C, acc_zero, transform, power, eps, finish, omit,
+                  divisor_override)
