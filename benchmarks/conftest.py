@@ -1,31 +1,21 @@
-"""Shared pieces of the benchmark suite: the copy roofline and optional PyTorch."""
+"""Shared pieces of the benchmark suite: quick mode, the copy roofline and optional PyTorch.
 
-import numpy as np
+Set ``NUMBAPOOL_BENCH_QUICK=1`` to run every case on tiny shapes (a smoke run of each code
+path, as the test suite does with ``--benchmark-disable``).
+"""
+
+import os
+
 import pytest
-from numba import njit, prange
 
+from numbapool.bench import copy_roofline  # noqa: F401  (imported by the bench modules)
 
-@njit(parallel=True, cache=True)
-def _parallel_copy(src, dst):
-    for i in prange(src.size):
-        dst[i] = src[i]
-
-
-def copy_roofline(n_bytes):
-    """A callable that moves ``n_bytes`` (read + write) with a parallel Numba copy.
-
-    Pooling reads its input and writes its output once, so the time of this copy for
-    ``(input bytes + output bytes) / 2`` read and written is the memory-bandwidth floor.
-    """
-    n = max(1, n_bytes // 2 // 4)
-    src = np.ones(n, np.float32)
-    dst = np.empty_like(src)
-    _parallel_copy(src, dst)
-    return lambda: _parallel_copy(src, dst)
+QUICK = os.environ.get("NUMBAPOOL_BENCH_QUICK", "") not in ("", "0")
 
 
 @pytest.fixture(scope="session")
 def torch_cpu():
+    """PyTorch with as many threads as Numba uses, or a skip when it is not installed."""
     torch = pytest.importorskip("torch")
     torch.set_num_threads(__import__("numba").get_num_threads())
     return torch

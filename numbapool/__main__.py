@@ -1,4 +1,9 @@
-"""Command line: ``python -m numbapool demo``."""
+"""Command line: ``python -m numbapool {demo,bench,info}``.
+
+* ``demo``: pool a random image batch and time each call (first call vs warm);
+* ``bench [--quick]``: the benchmark suite against PyTorch CPU, NumPy and the copy roofline;
+* ``info``: versions, threading layer, thread count and CUDA availability.
+"""
 
 from __future__ import annotations
 
@@ -47,12 +52,35 @@ def _timed(call) -> float:
     return time.perf_counter() - t0
 
 
+def _bench(args) -> int:
+    from . import bench
+
+    rows = bench.run(quick=args.quick)
+    print(bench.format_table(rows))
+    if args.quick:
+        print("(quick mode: tiny shapes, which time call overhead, not bandwidth)")
+    return 0
+
+
+def _info(args) -> int:
+    from ._info import info
+
+    for key, value in info().items():
+        print(f"{key:24s} {value}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m numbapool", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="pool a random image batch and time each call")
     demo.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     demo.set_defaults(func=_demo)
+    bench = sub.add_parser("bench", help="run the benchmark suite and print the table")
+    bench.add_argument("--quick", action="store_true", help="tiny shapes: a smoke run in seconds")
+    bench.set_defaults(func=_bench)
+    info = sub.add_parser("info", help="versions, threads, CUDA availability")
+    info.set_defaults(func=_info)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,0 +1,114 @@
+"""Turn a pytest-benchmark JSON file into ``benchmarks/RESULTS.md`` and a PNG chart.
+
+    python -m pytest benchmarks/bench_suite.py --benchmark-only --benchmark-json=bench.json
+    python benchmarks/report.py bench.json
+
+Ratios are medians taken in the same run: ``vs torch`` is torch time / numbapool time (above 1
+means numbapool is faster), ``of roofline`` is copy time / numbapool time for the same number of
+bytes (1 would be the memory-bandwidth limit).  The chart needs matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from numbapool.bench import format_table
+
+HERE = Path(__file__).resolve().parent
+
+
+def rows_from_json(data):
+    """Per-case rows of median seconds (the same shape as ``numbapool.bench.run`` returns)."""
+    by_case = defaultdict(dict)
+    for b in data["benchmarks"]:
+        case, impl = b["params"]["case"], b["params"]["impl"]
+        by_case[case][impl] = b["stats"]["median"]
+        if impl == "numbapool":
+            peak = b.get("extra_info", {}).get("peak_extra_bytes")
+            by_case[case]["peak_extra_mib"] = (peak or 0) / 2**20
+    return [dict(case=c, **v) for c, v in by_case.items() if "numbapool" in v and "roofline" in v]
+
+
+def machine_lines(data):
+    m = data.get("machine_info", {})
+    cpu = m.get("cpu", {})
+    versions = []
+    for mod in ("numbapool", "numba", "numpy", "torch"):
+        try:
+            versions.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            pass
+    import numba
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel region has run in this process
+        layer = numba.config.THREADING_LAYER
+    return [
+        f"- date: {data.get('datetime', '?')[:19]}",
+        f"- machine: {cpu.get('brand_raw', platform.processor() or '?')}, "
+        f"{cpu.get('count', '?')} logical cores, {m.get('system', '?')} {m.get('release', '')}",
+        f"- Python {m.get('python_version', platform.python_version())}; " + ", ".join(versions),
+        f"- threads: numba {numba.get_num_threads()} (layer {layer}); "
+        "torch set to the same count",
+    ]
+
+
+def chart(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["case"] for r in rows]
+    speed = [r["torch"] / r["numbapool"] if "torch" in r else np.nan for r in rows]
+    roof = [r["roofline"] / r["numbapool"] for r in rows]
+    y = np.arange(len(rows))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 0.32 * len(rows) + 1.5), sharey=True)
+    a.barh(y, speed, color="tab:blue")
+    a.axvline(1.0, color="k", lw=0.8)
+    a.set_xscale("log")
+    a.set_xlabel("speedup over PyTorch CPU (log)")
+    a.set_yticks(y, names)
+    a.invert_yaxis()
+    b.barh(y, roof, color="tab:green")
+    b.axvline(0.6, color="k", lw=0.8, ls="--")
+    b.set_xlim(0, max(1.0, max(roof) * 1.05))
+    b.set_xlabel("fraction of the copy roofline")
+    fig.suptitle("numbapool, float32, median of each benchmark")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json", type=Path)
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--png", type=Path, default=HERE / "results.png")
+    args = parser.parse_args(argv)
+    data = json.loads(args.json.read_text())
+    rows = rows_from_json(data)
+    text = ["# numbapool benchmark results", "",
+            "Produced by `benchmarks/report.py` from a pytest-benchmark run of "
+            "`benchmarks/bench_suite.py`. Times are medians in milliseconds; `vs torch` and "
+            "`vs numpy` are how many times faster numbapool is; `of roofline` is a parallel "
+            "memory copy of the same bytes (read + write) divided by numbapool's time; "
+            "`peak extra MiB` is the resident memory a call adds beyond its input "
+            "(the result included).", "", *machine_lines(data), "", format_table(rows), ""]
+    try:
+        chart(rows, args.png)
+        text += [f"![speedups and roofline fractions]({args.png.name})", ""]
+    except ImportError:
+        print("matplotlib is not installed: no chart")
+    args.out.write_text("\n".join(text))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
