@@ -13,15 +13,17 @@ A. the input rows of the outer window are reduced element-wise into a row buffer
    inner loop runs over W*C contiguous elements with no data-dependent branches (NaN is
    handled with selects), so LLVM vectorises it;
 B. the last axis is reduced window by window from the buffer.  Uniform full windows (the
-   interior of a sliding pool) of channels-first rows are reduced tap-major with the
-   stride as a compile-time constant for strides 1 and 2, so those loops vectorise too;
-   channels-last rows vectorise over C.
+   interior of a sliding pool) of channels-first rows have their own loop, and for the
+   common shapes (kernel 2 or 3, stride 1 or 2, no dilation) the kernel, stride and
+   dilation are compile-time constants, so the taps unroll into vector loads; channels-last
+   rows vectorise over C.
 
 Branches inside a hot loop stop LLVM from vectorising it.  The max/min and NaN-policy flags
 are runtime arguments combined with bitwise operators (``_arith.take``), which vectorise.
-The loops themselves are ``@overload(prefer_literal=True)`` generators: the operation
-(extreme or sum) and, for strides 1 and 2, the stride are compile-time constants baked
-into the loops they emit.
+Loops index views from zero, so LLVM can drop Numba's negative-index wraparound (which
+also blocks vectorisation).  The loops themselves are ``@overload(prefer_literal=True)``
+generators: the operation (extreme or sum) and the window shapes above are compile-time
+constants baked into the loops they emit.
 
 Scratch is a few rows per chunk of tasks, never a full-size temporary.  The window tables
 come from :mod:`numbapool.geometry` via ``SpatialPlan.tables``; ``geo`` is the tuple
@@ -134,36 +136,59 @@ def _ol_fold_windows(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min,
     combine = _combiner(_literal(op, "op"))
 
     def impl(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min, omit):
+        # zero-based loops over views: LLVM then knows every index is non-negative and drops
+        # Numba's negative-index wraparound, which otherwise blocks vectorisation
         for wo in range(w0, w1):
-            base = l_first[wo] * C
-            ob = wo * C
+            dst = obuf[wo * C:(wo + 1) * C]
+            src = buf[l_first[wo] * C:]
             for c in range(C):
-                obuf[ob + c] = buf[base + c]
+                dst[c] = src[c]
             for j in range(1, l_count[wo]):
-                b = base + j * l_step * C
+                tap = src[j * l_step * C:]
                 for c in range(C):
-                    obuf[ob + c] = combine(obuf[ob + c], buf[b + c], is_min, omit)
+                    dst[c] = combine(dst[c], tap[c], is_min, omit)
 
     return impl
 
 
 def fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
-    """Stage B for channels-first uniform windows ``o*s + off + j*d`` (``j < k``), tap-major."""
+    """Stage B for channels-first uniform windows ``o*s + off + j*d`` (``j < k``), ``lo <= o < hi``.
+
+    With ``k``, ``s`` and ``d`` all compile-time constants the taps unroll into one
+    interleaved vector load per output block (about 3x faster than any loop with a runtime
+    tap count); otherwise the loop runs tap-major.
+    """
 
 
 @overload(fold_uniform, prefer_literal=True)
 def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
     combine = _combiner(_literal(op, "op"))
-    stride = getattr(s, "literal_value", None)  # a literal stride turns strided loads into shuffles
+    shape = [getattr(a, "literal_value", None) for a in (k, s, d)]
+
+    if None not in shape:
+        taps, step, dil = shape
+
+        def unrolled(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
+            dst = obuf[lo:hi]
+            src = buf[lo * step + off:]
+            for i in range(hi - lo):
+                b = i * step
+                m = src[b]
+                for j in range(1, taps):
+                    m = combine(m, src[b + j * dil], is_min, omit)
+                dst[i] = m
+
+        return unrolled
 
     def impl(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
-        step = s if stride is None else stride
-        for wo in range(lo, hi):
-            obuf[wo] = buf[wo * step + off]
+        dst = obuf[lo:hi]
+        src = buf[lo * s + off:]
+        for i in range(hi - lo):
+            dst[i] = src[i * s]
         for j in range(1, k):
-            o2 = off + j * d
-            for wo in range(lo, hi):
-                obuf[wo] = combine(obuf[wo], buf[wo * step + o2], is_min, omit)
+            tap = src[j * d:]
+            for i in range(hi - lo):
+                dst[i] = combine(dst[i], tap[i * s], is_min, omit)
 
     return impl
 
@@ -185,12 +210,18 @@ def _ol_fold_last_axis(buf, obuf, geo, C, op, is_min, omit):
             return
         fold_windows(buf, obuf, 0, lo, l_first, l_count, l_step, C, OP, is_min, omit)
         fold_windows(buf, obuf, hi, Wo, l_first, l_count, l_step, C, OP, is_min, omit)
-        if s == 2:
-            fold_uniform(buf, obuf, lo, hi, k, 2, l_step, off, OP, is_min, omit)
-        elif s == 1:
-            fold_uniform(buf, obuf, lo, hi, k, 1, l_step, off, OP, is_min, omit)
+        # the common sliding shapes get constant taps (see fold_uniform); the rest loops
+        d = l_step
+        if d == 1 and k == 2 and s == 2:
+            fold_uniform(buf, obuf, lo, hi, 2, 2, 1, off, OP, is_min, omit)
+        elif d == 1 and k == 3 and s == 2:
+            fold_uniform(buf, obuf, lo, hi, 3, 2, 1, off, OP, is_min, omit)
+        elif d == 1 and k == 3 and s == 1:
+            fold_uniform(buf, obuf, lo, hi, 3, 1, 1, off, OP, is_min, omit)
+        elif d == 1 and k == 2 and s == 1:
+            fold_uniform(buf, obuf, lo, hi, 2, 1, 1, off, OP, is_min, omit)
         else:
-            fold_uniform(buf, obuf, lo, hi, k, s, l_step, off, OP, is_min, omit)
+            fold_uniform(buf, obuf, lo, hi, k, s, d, off, OP, is_min, omit)
 
     return impl
 
