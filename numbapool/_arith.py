@@ -28,16 +28,18 @@ def take(m, v, is_min, omit):
 
 
 def take_indexed(m, mi, v, vi, is_min, omit):
-    """Like :func:`take`, but ties (and NaN against NaN) go to the smaller flat index."""
+    """Like :func:`take`, but ties (and NaN against NaN) go to the smaller flat index.
+
+    Branch-free for the same reason as :func:`take`.
+    """
     v_nan = v != v
     m_nan = m != m
-    if v_nan or m_nan:
-        if v_nan and m_nan:
-            return vi < mi
-        return m_nan if omit else v_nan
-    if v == m:
-        return vi < mi
-    return (v < m) if is_min else (v > m)
+    first = vi < mi
+    is_max = not is_min
+    better = ((v > m) & is_max) | ((v < m) & is_min) | ((v == m) & first)
+    one_nan = (m_nan & omit) | (v_nan & (not omit))  # exactly one of them is NaN
+    neither_nan = (v_nan | m_nan) ^ True  # a bitwise "not", which stays branch-free
+    return ((v_nan & m_nan) & first) | ((v_nan ^ m_nan) & one_nan) | (neither_nan & better)
 
 
 def transform(v, kind, power, eps):

@@ -258,65 +258,122 @@ def extreme_parallel(x, out, n_chunks, geo, C, is_min, omit):
                       geo, C, is_min, omit)
 
 
+def fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_min, omit):
+    """Indexed stage B for channels-first uniform windows (see :func:`fold_uniform`).
+
+    ``ibuf`` holds the input row of each buffered winner; the flat index of a candidate is
+    ``row * W + column``.  Constant ``k``, ``s``, ``d`` unroll the taps, as in fold_uniform.
+    """
+
+
+@overload(fold_indexed_uniform, prefer_literal=True)
+def _ol_fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_min, omit):
+    shape = [getattr(a, "literal_value", None) for a in (k, s, d)]
+    taps, step, dil = shape if None not in shape else (None, None, None)
+
+    def impl(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_min, omit):
+        kk = k if taps is None else taps
+        ss = s if step is None else step
+        dd = d if dil is None else dil
+        col0 = lo * ss + off
+        src = buf[col0:]
+        isrc = ibuf[col0:]
+        vals = dst[lo:hi]
+        inds = dsti[lo:hi]
+        for i in range(hi - lo):
+            b = i * ss
+            m = src[b]
+            mi = isrc[b] * W + col0 + b
+            for j in range(1, kk):
+                v = src[b + j * dd]
+                vi = isrc[b + j * dd] * W + col0 + b + j * dd
+                take = _take_indexed(m, mi, v, vi, is_min, omit)
+                m = v if take else m
+                mi = vi if take else mi
+            store(vals, i, m)
+            inds[i] = mi
+
+    return impl
+
+
 @njit(cache=True)
 def extreme_indexed_tasks(x, out, idx, t0, t1, geo, C, is_min, omit):
     """Max/min pooling of tasks ``[t0, t1)`` with the flat spatial index of each winner.
 
     Stage A visits rows in increasing flat index, so a plain "strictly better" keeps the
-    first of equal values; stage B compares candidates from different columns, where the
-    smaller flat index must win ties explicitly.
+    first of equal values and only the winner's row needs keeping; stage B compares
+    candidates from different columns (and rows), where the smaller flat index must win
+    ties explicitly.
     """
     o_first, o_count, o_step, ishape, oshape = geo[0], geo[1], geo[2], geo[3], geo[4]
-    l_first, l_count, l_step = geo[5], geo[6], geo[7]
+    l_first, l_count, l_step, uni = geo[5], geo[6], geo[7], geo[8]
     WC = x.shape[2]
     W = WC // C
+    Wo = l_first.shape[0]
     ro_count = out.shape[1]
     z = compute_zero(x)
     buf = np.full(WC, z)
     ibuf = np.zeros(WC, np.int64)
-    col = np.arange(WC) // C  # position along the last axis of each row element
     acc = np.full(C, z)
     iacc = np.zeros(C, np.int64)
     ov = np.zeros(oshape.shape[0], np.int64)
     jv = np.zeros(oshape.shape[0], np.int64)
+    lo, hi, k, s, off = uni[0], uni[1], uni[2], uni[3], uni[4]
+    if C != 1:
+        lo = hi = 0
     for t in range(t0, t1):
         p = _decode_task(t, ro_count, oshape, ov)
         jv[:] = 0
-        for k in range(_window_rows(o_count, ov)):
-            if k:
+        for kr in range(_window_rows(o_count, ov)):
+            if kr:
                 _advance(jv, o_count, ov)
             r = _row_of(o_first, o_step, ishape, ov, jv)
             src = x[p, r]
-            base = r * W
-            if k == 0:
+            if kr == 0:
                 for e in range(WC):
                     buf[e] = load(src, e)
-                    ibuf[e] = base + col[e]
+                    ibuf[e] = r
             else:
                 for e in range(WC):
                     v = load(src, e)
                     take = _take(buf[e], v, is_min, omit)
                     buf[e] = v if take else buf[e]
-                    ibuf[e] = base + col[e] if take else ibuf[e]
+                    ibuf[e] = r if take else ibuf[e]
         ro = t - p * ro_count
         dst = out[p, ro]
         dsti = idx[p, ro]
-        for wo in range(l_first.shape[0]):
-            b = l_first[wo] * C
+        if hi > lo:
+            if l_step == 1 and k == 2 and s == 2:
+                fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, 2, 2, 1, off, W, is_min, omit)
+            elif l_step == 1 and k == 3 and s == 2:
+                fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, 3, 2, 1, off, W, is_min, omit)
+            else:
+                fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, l_step, off, W,
+                                     is_min, omit)
+        for wo in range(Wo):
+            if lo <= wo < hi:
+                continue
+            col0 = l_first[wo]
+            src_v = buf[col0 * C:]
+            src_i = ibuf[col0 * C:]
             for c in range(C):
-                acc[c] = buf[b + c]
-                iacc[c] = ibuf[b + c]
+                acc[c] = src_v[c]
+                iacc[c] = src_i[c] * W + col0
             for j in range(1, l_count[wo]):
-                b = (l_first[wo] + j * l_step) * C
+                col = col0 + j * l_step
+                tap_v = src_v[j * l_step * C:]
+                tap_i = src_i[j * l_step * C:]
                 for c in range(C):
-                    v, vi = buf[b + c], ibuf[b + c]
+                    v = tap_v[c]
+                    vi = tap_i[c] * W + col
                     take = _take_indexed(acc[c], iacc[c], v, vi, is_min, omit)
                     acc[c] = v if take else acc[c]
                     iacc[c] = vi if take else iacc[c]
+            vals = dst[wo * C:]
+            inds = dsti[wo * C:]
             for c in range(C):
-                store(dst, wo * C + c, acc[c])
-                dsti[wo * C + c] = iacc[c]
-
+                store(vals, c, acc[c])
+                inds[c] = iacc[c]
 
 
 @njit(parallel=True, cache=True)
