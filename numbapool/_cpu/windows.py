@@ -91,6 +91,20 @@ def _advance(jv, o_count, ov):
         a -= 1
 
 
+@njit(cache=True)
+def _window_row(k, jv, o_first, o_step, o_count, ishape, ov):
+    """Flat input row of outer window tap ``k``; called with k = 0, 1, 2, ... in turn.
+
+    One outer axis (2-D and 1-D pools) needs no odometer: its rows are evenly spaced, and
+    the direct form is markedly faster on short rows.
+    """
+    if ov.shape[0] == 1:
+        return o_first[0, ov[0]] + k * o_step[0]
+    if k:
+        _advance(jv, o_count, ov)
+    return _row_of(o_first, o_step, ishape, ov, jv)
+
+
 # --------------------------------------------------------------------------- max / min
 
 
@@ -240,9 +254,7 @@ def extreme_tasks(x, out, t0, t1, geo, C, is_min, omit):
         p = _decode_task(t, ro_count, oshape, ov)
         jv[:] = 0
         for k in range(_window_rows(o_count, ov)):
-            if k:
-                _advance(jv, o_count, ov)
-            src = x[p, _row_of(o_first, o_step, ishape, ov, jv)]
+            src = x[p, _window_row(k, jv, o_first, o_step, o_count, ishape, ov)]
             fold_row(src, buf, k == 0, OP_EXTREME, is_min, omit)
         fold_last_axis(buf, obuf, geo, C, OP_EXTREME, is_min, omit)
         dst = out[p, t - p * ro_count]
@@ -325,9 +337,7 @@ def extreme_indexed_tasks(x, out, idx, t0, t1, geo, C, is_min, omit):
         p = _decode_task(t, ro_count, oshape, ov)
         jv[:] = 0
         for kr in range(_window_rows(o_count, ov)):
-            if kr:
-                _advance(jv, o_count, ov)
-            r = _row_of(o_first, o_step, ishape, ov, jv)
+            r = _window_row(kr, jv, o_first, o_step, o_count, ishape, ov)
             src = x[p, r]
             if kr == 0:
                 for e in range(WC):
@@ -398,9 +408,7 @@ def _rows_sum(x, p, buf, nbuf, geo, ov, jv, acc_zero, transform, power, eps, omi
     buf[:] = acc_zero
     nbuf[:] = 0
     for k in range(_window_rows(o_count, ov)):
-        if k:
-            _advance(jv, o_count, ov)
-        src = x[p, _row_of(o_first, o_step, ishape, ov, jv)]
+        src = x[p, _window_row(k, jv, o_first, o_step, o_count, ishape, ov)]
         if omit:
             for e in range(buf.shape[0]):
                 v = _transform(load(src, e), transform, power, eps)
