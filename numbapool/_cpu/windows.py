@@ -47,9 +47,11 @@ _finish = njit(cache=True)(_arith.finish)
 
 
 # --------------------------------------------------------------------------- task geometry
+# The small helpers below are inlined at Numba's level (``inline="always"``): as calls they
+# cost more per row than the row's arithmetic (avg 3x3/s2 NCHW: 39 -> 27 ms on one thread).
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _decode_task(t, ro_count, oshape, ov):
     """Split task ``t`` into plane ``p`` (returned) and the outer output multi-index ``ov``."""
     p = t // ro_count
@@ -61,7 +63,7 @@ def _decode_task(t, ro_count, oshape, ov):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _window_rows(o_count, ov):
     """Number of input rows in the outer window of output multi-index ``ov``."""
     n = 1
@@ -70,7 +72,7 @@ def _window_rows(o_count, ov):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _row_of(o_first, o_step, ishape, ov, jv):
     """Flat input row of outer window tap ``jv`` (row-major over the outer axes)."""
     r = 0
@@ -79,7 +81,7 @@ def _row_of(o_first, o_step, ishape, ov, jv):
     return r
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _advance(jv, o_count, ov):
     """Step the odometer ``jv`` to the next outer tap, last axis fastest (row-major order)."""
     a = jv.shape[0] - 1
@@ -91,7 +93,7 @@ def _advance(jv, o_count, ov):
         a -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _window_row(k, jv, o_first, o_step, o_count, ishape, ov):
     """Flat input row of outer window tap ``k``; called with k = 0, 1, 2, ... in turn.
 
@@ -397,7 +399,7 @@ def extreme_indexed_parallel(x, out, idx, n_chunks, geo, C, is_min, omit):
 # --------------------------------------------------------------------------- sums
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _rows_sum(x, p, buf, nbuf, geo, ov, jv, acc_zero, transform, power, eps, omit):
     """Stage A: element-wise sum (of transformed values) of the outer window's rows.
 
@@ -405,11 +407,16 @@ def _rows_sum(x, p, buf, nbuf, geo, ov, jv, acc_zero, transform, power, eps, omi
     """
     o_first, o_count, o_step, ishape = geo[0], geo[1], geo[2], geo[3]
     jv[:] = 0
-    buf[:] = acc_zero
-    nbuf[:] = 0
+    plain = transform == _arith.T_IDENTITY and not omit
+    if not plain:
+        buf[:] = acc_zero
+        nbuf[:] = 0
     for k in range(_window_rows(o_count, ov)):
         src = x[p, _window_row(k, jv, o_first, o_step, o_count, ishape, ov)]
-        if omit:
+        if plain and k == 0:  # the first row is loaded, not added to zeros: one pass less
+            for e in range(buf.shape[0]):
+                buf[e] = load(src, e)
+        elif omit:
             for e in range(buf.shape[0]):
                 v = _transform(load(src, e), transform, power, eps)
                 isnan = v != v
@@ -444,6 +451,10 @@ def sum_tasks(x, out, t0, t1, geo, o_div, l_div, C, acc_zero,
     jv = np.zeros(oshape.shape[0], np.int64)
     nan = np.float64(np.nan)
     mean_only = finish == _arith.F_MEAN and not omit
+    # means multiply by float64 reciprocals: a division per output cost a quarter of the
+    # run.  For float32 data the float64 product almost always rounds to the same value
+    # as the quotient; for float64 it is within 2 ulp of it.
+    l_inv = 1.0 / l_div
     for t in range(t0, t1):
         p = _decode_task(t, ro_count, oshape, ov)
         _rows_sum(x, p, buf, nbuf, geo, ov, jv, acc_zero, transform, power, eps, omit)
@@ -460,13 +471,17 @@ def sum_tasks(x, out, t0, t1, geo, o_div, l_div, C, acc_zero,
             for i in range(obuf.shape[0]):
                 store(dst, i, obuf[i] / divisor_override)
         elif mean_only and C == 1:
+            outer_inv = 1.0 / outer_div
             for wo in range(Wo):
-                store(dst, wo, obuf[wo] / (outer_div * l_div[wo]))
+                store(dst, wo, obuf[wo] * (outer_inv * l_inv[wo]))
         elif mean_only:
+            outer_inv = 1.0 / outer_div
             for wo in range(Wo):
-                d = outer_div * l_div[wo]
+                inv = outer_inv * l_inv[wo]
+                vals = dst[wo * C:]
+                sums = obuf[wo * C:]
                 for c in range(C):
-                    store(dst, wo * C + c, obuf[wo * C + c] / d)
+                    store(vals, c, sums[c] * inv)
         else:
             for wo in range(Wo):
                 d = divisor_override if divisor_override != 0.0 else outer_div * l_div[wo]
