@@ -14,6 +14,7 @@ with TensorFlow's SAME/VALID padding added.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass
 
@@ -30,9 +31,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AxisWindows:
-    """The pooling windows along one spatial axis.
+    """The pooling windows along one spatial axis (immutable; compared and hashed by identity).
+
+    The constructors below are memoised, so repeated calls with the same geometry share one
+    instance, and per-call work (plans, kernel tables) can be cached on it.
 
     Attributes
     ----------
@@ -53,6 +57,10 @@ class AxisWindows:
     count: np.ndarray
     step: int
     padded_count: np.ndarray
+
+    def __post_init__(self):
+        for name in ("first", "count", "padded_count"):
+            getattr(self, name).flags.writeable = False  # shared by every cached user
 
     @property
     def out_size(self) -> int:
@@ -149,6 +157,7 @@ def _taps(starts: np.ndarray, kernel: int, step: int, lo: int, hi: int):
     return starts + j_lo * step, count
 
 
+@functools.lru_cache(maxsize=512)
 def sliding_axis(in_size: int, kernel: int, stride: int, dilation: int,
                  before: int, after: int, ceil_mode: bool, *, axis: int = 0) -> AxisWindows:
     """Windows of a sliding-window pool along one axis; raises ``ValueError`` on an empty window."""
@@ -173,6 +182,7 @@ def sliding_axis(in_size: int, kernel: int, stride: int, dilation: int,
     return AxisWindows(in_size, first, count, dilation, padded)
 
 
+@functools.lru_cache(maxsize=512)
 def adaptive_axis(in_size: int, out_size: int, *, axis: int = 0) -> AxisWindows:
     """Adaptive windows ``[floor(i*L/O), ceil((i+1)*L/O))``; ``O`` may exceed ``L``."""
     if in_size < 1:
@@ -184,6 +194,7 @@ def adaptive_axis(in_size: int, out_size: int, *, axis: int = 0) -> AxisWindows:
     return AxisWindows(in_size, start, count, 1, count.copy())
 
 
+@functools.lru_cache(maxsize=512)
 def full_axis(in_size: int, *, axis: int = 0) -> AxisWindows:
     """One window covering the whole axis (global pooling)."""
     if in_size < 1:

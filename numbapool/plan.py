@@ -8,7 +8,7 @@ on, the reducer and its arithmetic.  Backends only loop over what the plan says.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+import functools
 from math import prod
 
 import numpy as np
@@ -83,33 +83,43 @@ class SpatialPlan:
         sp = self.out_spatial
         return (self.planes, prod(sp[:-1]), sp[-1] * self.channels)
 
-    @cached_property
+    @property
     def tables(self) -> dict:
         """The kernels' window tables: stacked outer axes (at least one) and the last axis."""
-        outer = self.axes[:-1] or (_UNIT_AXIS,)
-        last = self.axes[-1]
-        width = max(a.out_size for a in outer)
+        return _tables(self.axes, self.divisor)
 
-        def stack(attr, dtype):
-            t = np.zeros((len(outer), width), dtype)
-            for i, a in enumerate(outer):
-                t[i, : a.out_size] = getattr(a, attr)
-            return t
 
-        div_attr = "padded_count" if self.divisor == "padded" else "count"
-        return dict(
-            l_uniform=_uniform_run(last),
-            o_first=stack("first", np.int64),
-            o_count=stack("count", np.int64),
-            o_step=np.array([a.step for a in outer], np.int64),
-            o_div=stack(div_attr, np.float64),
-            ishape=np.array([a.in_size for a in outer], np.int64),
-            oshape=np.array([a.out_size for a in outer], np.int64),
-            l_first=last.first,
-            l_count=last.count,
-            l_step=int(last.step),
-            l_div=getattr(last, div_attr).astype(np.float64),
-        )
+@functools.lru_cache(maxsize=256)
+def _tables(axes: tuple[AxisWindows, ...], divisor: str) -> dict:
+    """Kernel tables of ``axes`` (memoised: the axes are memoised too, so hits are common)."""
+    outer = axes[:-1] or (_UNIT_AXIS,)
+    last = axes[-1]
+    width = max(a.out_size for a in outer)
+
+    def stack(attr, dtype):
+        t = np.zeros((len(outer), width), dtype)
+        for i, a in enumerate(outer):
+            t[i, : a.out_size] = getattr(a, attr)
+        return t
+
+    div_attr = "padded_count" if divisor == "padded" else "count"
+    tables = dict(
+        l_uniform=_uniform_run(last),
+        o_first=stack("first", np.int64),
+        o_count=stack("count", np.int64),
+        o_step=np.array([a.step for a in outer], np.int64),
+        o_div=stack(div_attr, np.float64),
+        ishape=np.array([a.in_size for a in outer], np.int64),
+        oshape=np.array([a.out_size for a in outer], np.int64),
+        l_first=last.first,
+        l_count=last.count,
+        l_step=int(last.step),
+        l_div=getattr(last, div_attr).astype(np.float64),
+    )
+    for value in tables.values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    return tables
 
 
 def _uniform_run(axis: AxisWindows) -> np.ndarray:
