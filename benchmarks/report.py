@@ -27,12 +27,25 @@ def rows_from_json(data):
     """Per-case rows of median seconds (the same shape as ``numbapool.bench.run`` returns)."""
     by_case = defaultdict(dict)
     for b in data["benchmarks"]:
+        if not {"case", "impl"} <= set(b.get("params") or {}):
+            continue  # not a bench_suite case
         case, impl = b["params"]["case"], b["params"]["impl"]
         by_case[case][impl] = b["stats"]["median"]
         if impl == "numbapool":
             peak = b.get("extra_info", {}).get("peak_extra_bytes")
             by_case[case]["peak_extra_mib"] = (peak or 0) / 2**20
     return [dict(case=c, **v) for c, v in by_case.items() if "numbapool" in v and "roofline" in v]
+
+
+def startup_lines(data):
+    """The start-up benchmark (bench_startup.py), when the run included it."""
+    times = {b["params"]["impl"]: b["stats"]["median"] for b in data["benchmarks"]
+             if b["name"].startswith("test_startup")}
+    if not times:
+        return []
+    cells = ", ".join(f"{impl} {t:.2f} s" for impl, t in times.items())
+    return ["Start-up, a fresh process's import plus first `max_pool2d` with the kernel cache "
+            f"warm (median of 3): {cells}.", ""]
 
 
 def machine_lines(data):
@@ -73,6 +86,10 @@ def chart(rows, path):
     a.barh(y, speed, color="tab:blue")
     a.axvline(1.0, color="k", lw=0.8)
     a.set_xscale("log")
+    ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
+             if min(speed) / 2 <= t <= max(speed) * 2]
+    a.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+    a.minorticks_off()
     a.set_xlabel("speedup over PyTorch CPU (log)")
     a.set_yticks(y, names)
     a.invert_yaxis()
@@ -100,7 +117,8 @@ def main(argv=None):
             "`vs numpy` are how many times faster numbapool is; `of roofline` is a parallel "
             "memory copy of the same bytes (read + write) divided by numbapool's time; "
             "`peak extra MiB` is the resident memory a call adds beyond its input "
-            "(the result included).", "", *machine_lines(data), "", format_table(rows), ""]
+            "(the result included).", "", *machine_lines(data), "", format_table(rows), "",
+            *startup_lines(data)]
     try:
         chart(rows, args.png)
         text += [f"![speedups and roofline fractions]({args.png.name})", ""]
