@@ -87,7 +87,7 @@ def chart(rows, path):
     a.axvline(1.0, color="k", lw=0.8)
     a.set_xscale("log")
     ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
-             if min(speed) / 2 <= t <= max(speed) * 2]
+             if np.nanmin(speed) / 2 <= t <= np.nanmax(speed) * 2]
     a.set_xticks(ticks, [f"{t:g}x" for t in ticks])
     a.minorticks_off()
     a.set_xlabel("speedup over PyTorch CPU (log)")
