@@ -16,6 +16,7 @@ is an int.  The ``1d``/``2d``/``3d`` aliases fix N.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -328,6 +329,25 @@ def _wide(acc_dtype, axes):
 # --------------------------------------------------------------------------- global
 
 
+def _global_rows(size, channels):
+    """Two full axes ``(size // g, g)`` that view a plane of ``size`` positions as rows.
+
+    A global pool reduces the whole plane, so any row split gives the same windows; the
+    kernels go fastest with rows of about 256 elements for channels-first (stage B then
+    reduces a short row) and about 2048 for channels-last (the float64 row buffer stays
+    in L1).
+    """
+    target = max(1, (256 if channels == 1 else 2048) // channels)
+    g = min((d for d in _divisors(size)), key=lambda d: abs(d - target))
+    return (geometry.full_axis(size // g), geometry.full_axis(g))
+
+
+@functools.lru_cache(maxsize=256)
+def _divisors(n):
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return tuple(small + [n // d for d in reversed(small)])
+
+
 def _global_axes(x, spatial_dims, layout, keepdims, rank):
     if rank is not None:
         if spatial_dims not in (None, rank):
@@ -347,7 +367,9 @@ def _global_axes(x, spatial_dims, layout, keepdims, rank):
     else:
         raise TypeError(f"spatial_dims must be an int or None; got {spatial_dims!r}")
     lead, spatial, channels = _split_shape(x, n, layout)
-    axes = tuple(geometry.full_axis(L, axis=i) for i, L in enumerate(spatial))
+    for i, L in enumerate(spatial):
+        geometry.full_axis(L, axis=i)  # validates every axis
+    axes = _global_rows(math.prod(spatial), channels)
     keep = check_bool(keepdims, "keepdims")
     tail = (channels,) if layout == "channels_last" else ()
     result_shape = lead + ((1,) * n if keep else ()) + tail
