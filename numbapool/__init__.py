@@ -10,8 +10,9 @@ nothing; kernels are compiled (or loaded from Numba's on-disk cache) on first us
 (8, 3, 16, 16)
 """
 
+from ._info import cuda_available, info
 from .spatial import *  # noqa: F401,F403
 from .spatial import __all__ as _spatial_all
 
 __version__ = "0.1.0"
-__all__ = list(_spatial_all)
+__all__ = list(_spatial_all) + ["cuda_available", "info"]

@@ -1,0 +1,48 @@
+"""``cuda_available()`` and ``info()``: what numbapool runs on here."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+
+def cuda_available() -> bool:
+    """Whether CUDA arrays can be pooled here (a CUDA device, or Numba's simulator).
+
+    Imports the CUDA stack (only when ``numba-cuda`` is installed).
+    """
+    if importlib.util.find_spec("numba") is None:
+        return False
+    from ._cuda import compat
+    return compat.available()
+
+
+def info() -> dict:
+    """Versions, threading, and CUDA availability, as a dict.
+
+    >>> sorted(info())[:3]
+    ['cuda_available', 'cuda_device', 'cuda_simulator']
+    """
+    import numba
+    import numpy
+
+    from . import __version__
+    from ._cpu.parallel import PARALLEL_MIN_ELEMENTS
+    from ._cuda import compat
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet in this process
+        layer = f"not yet chosen (NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
+    return {
+        "numbapool": __version__,
+        "numba": numba.__version__,
+        "numpy": numpy.__version__,
+        "threading_layer": layer,
+        "threads": numba.get_num_threads(),
+        "parallel_min_elements": PARALLEL_MIN_ELEMENTS,
+        "cuda_available": compat.available(),
+        "cuda_device": compat.device_name(),
+        "cuda_simulator": compat.simulator(),
+        "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR") or "(next to the package)",
+    }
