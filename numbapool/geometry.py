@@ -67,6 +67,10 @@ class AxisWindows:
         return int(self.first.shape[0])
 
 
+#: Bound on every int parameter, so window arithmetic stays inside int64.
+MAX_INT = 2**60
+
+
 def _is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
@@ -86,6 +90,8 @@ def as_int_tuple(value, n: int, name: str, *, minimum: int) -> tuple[int, ...]:
         raise TypeError(f"{name} must be an int or a sequence of {n} ints; got {value!r}")
     if any(v < minimum for v in items):
         raise ValueError(f"{name} must be >= {minimum} in every dimension; got {value!r}")
+    if any(v >= MAX_INT for v in items):
+        raise ValueError(f"{name} must be < 2**60 in every dimension; got {value!r}")
     return items
 
 
@@ -146,6 +152,8 @@ def resolve_padding(padding, n: int, in_sizes, kernel, stride, dilation) -> tupl
         )
     if any(v < 0 for pair in pairs for v in pair):
         raise ValueError(f"padding must be >= 0; got {padding!r}")
+    if any(v >= MAX_INT for pair in pairs for v in pair):
+        raise ValueError(f"padding must be < 2**60; got {padding!r}")
     return pairs
 
 
@@ -169,15 +177,22 @@ def sliding_axis(in_size: int, kernel: int, stride: int, dilation: int,
             f"has only {in_size + before + after} (input {in_size}, padding ({before}, {after})); "
             "use a smaller kernel_size/dilation or more padding"
         )
-    starts = np.arange(size, dtype=np.int64) * stride - before
+    def check(windows, count):
+        empty = np.flatnonzero(count == 0)
+        if empty.size:
+            raise ValueError(
+                f"spatial dimension {axis}: output window {int(windows[empty[0]])} holds no "
+                f"input element (input {in_size}, kernel {kernel}, stride {stride}, dilation "
+                f"{dilation}, padding ({before}, {after})); reduce the padding"
+            )
+
+    # the edge windows first, so that a huge padding fails before its tables are allocated
+    edges = np.array([0, size - 1], dtype=np.int64)
+    check(edges, _taps(edges * stride - before, kernel, dilation, 0, in_size)[1])
+    windows = np.arange(size, dtype=np.int64)
+    starts = windows * stride - before
     first, count = _taps(starts, kernel, dilation, 0, in_size)
-    empty = np.flatnonzero(count == 0)
-    if empty.size:
-        raise ValueError(
-            f"spatial dimension {axis}: output window {int(empty[0])} holds no input element "
-            f"(input {in_size}, kernel {kernel}, stride {stride}, dilation {dilation}, "
-            f"padding ({before}, {after})); reduce the padding"
-        )
+    check(windows, count)
     _, padded = _taps(starts, kernel, dilation, -before, in_size + after)
     return AxisWindows(in_size, first, count, dilation, padded)
 

@@ -67,14 +67,18 @@ def _split_shape(x, n, layout):
             f"x has shape {x.shape} but {n} spatial dimension(s) in layout {layout!r} need "
             f"x.ndim >= {need}"
         )
+    shape = tuple(x.shape)  # a plain tuple: the CUDA simulator's shapes lack negative indexing
     if layout == "channels_first":
-        return x.shape[: x.ndim - n], x.shape[x.ndim - n:], 1
-    return x.shape[: x.ndim - n - 1], x.shape[x.ndim - n - 1: -1], x.shape[-1]
+        return shape[: x.ndim - n], shape[x.ndim - n:], 1
+    return shape[: x.ndim - n - 1], shape[x.ndim - n - 1: -1], shape[-1]
 
 
-def _common(x, layout, nan_policy=None):
+_NO_POLICY = object()  # for functions without nan_policy (None is a bad value, not absence)
+
+
+def _common(x, layout, nan_policy=_NO_POLICY):
     check_choice(layout, "layout", LAYOUTS)
-    if nan_policy is not None:
+    if nan_policy is not _NO_POLICY:
         check_choice(nan_policy, "nan_policy", NAN_POLICIES)
 
 
@@ -337,7 +341,7 @@ def _global_rows(size, channels):
     reduces a short row) and about 2048 for channels-last (the float64 row buffer stays
     in L1).
     """
-    target = max(1, (256 if channels == 1 else 2048) // channels)
+    target = max(1, (256 if channels == 1 else 2048) // max(channels, 1))  # C may be 0
     g = min((d for d in _divisors(size)), key=lambda d: abs(d - target))
     return (geometry.full_axis(size // g), geometry.full_axis(g))
 

@@ -348,7 +348,9 @@ def extreme_indexed_tasks(x, out, idx, t0, t1, geo, C, is_min, omit):
             else:
                 for e in range(WC):
                     v = load(src, e)
-                    take = _take(buf[e], v, is_min, omit)
+                    m = buf[e]
+                    # a NaN never displaces an earlier NaN: the first NaN's index is kept
+                    take = _take(m, v, is_min, omit) & ((m == m) | (v == v))
                     buf[e] = v if take else buf[e]
                     ibuf[e] = r if take else ibuf[e]
         ro = t - p * ro_count

@@ -1,0 +1,96 @@
+"""Shared helpers: test inputs in many memory layouts, and comparison with the reference."""
+
+import numpy as np
+import pytest
+
+import numbapool as nbp
+import reference
+
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+FLOAT_DTYPES = ("float16", "float32", "float64")
+ALL_DTYPES = INT_DTYPES + FLOAT_DTYPES
+LAYOUTS = ("channels_first", "channels_last")
+EXTREME = ("max_pool", "min_pool", "adaptive_max_pool", "global_max_pool")
+VIEWS = ("contiguous", "fortran", "strided", "negative", "readonly")
+VALUES = ("normal", "ties", "nan", "inf")
+
+
+def make_values(rng, shape, dtype, kind="normal"):
+    """Test data: ``ties`` draws from a few integers, ``nan``/``inf`` sprinkle specials."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        a = rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+        if kind == "ties":
+            a = rng.integers(0, 3, size=shape).astype(dtype)
+        return a
+    if kind == "ties":
+        a = rng.integers(-3, 4, size=shape).astype(np.float64)
+    else:
+        a = rng.standard_normal(shape) * 3
+    if kind == "nan":
+        a[rng.random(shape) < 0.25] = np.nan
+    if kind == "inf":
+        specials = np.array([np.inf, -np.inf, np.nan])
+        mask = rng.random(shape) < 0.2
+        a[mask] = specials[rng.integers(0, 3, size=int(mask.sum()))]
+    return a.astype(dtype)
+
+
+def as_view(a, kind):
+    """An array equal to ``a`` with the memory layout ``kind`` (see VIEWS)."""
+    if kind == "contiguous":
+        return np.ascontiguousarray(a)
+    if kind == "fortran":
+        return np.asfortranarray(a)
+    if kind == "strided":  # every other element of a larger buffer full of junk
+        big = np.full(tuple(2 * n + 1 for n in a.shape), a.dtype.type(1), a.dtype)
+        view = big[tuple(slice(1, None, 2) for _ in a.shape)]
+        view[...] = a
+        return view
+    if kind == "negative":
+        flip = tuple(slice(None, None, -1) for _ in a.shape)
+        return np.ascontiguousarray(a[flip])[flip]
+    if kind == "readonly":
+        b = a.copy()
+        b.flags.writeable = False
+        return b
+    raise ValueError(kind)
+
+
+def tolerances(dtype):
+    """(rtol, atol) for averaging reductions: float32 sums accumulate in float32."""
+    return {"float16": (1e-3, 1e-6), "float32": (1e-5, 1e-5)}.get(np.dtype(dtype).name,
+                                                                  (1e-12, 1e-12))
+
+
+def assert_matches(got, want, exact):
+    """Same type, shape and dtype; values equal (NaN where NaN) or within tolerance."""
+    if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want)
+        for g, w in zip(got, want):
+            assert_matches(g, w, exact)
+        return
+    assert isinstance(got, np.ndarray), type(got)
+    assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, got.dtype,
+                                                                want.shape, want.dtype)
+    if exact:
+        np.testing.assert_array_equal(got, want)
+    else:
+        assert np.array_equal(np.isnan(got), np.isnan(want)), (got, want)
+        rtol, atol = tolerances(want.dtype)
+        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
+                                   rtol=rtol, atol=atol)
+
+
+def check_reference(name, x, *args, **kwargs):
+    """Run ``nbp.<name>`` and the reference; both must agree, or both raise ValueError."""
+    try:
+        want = getattr(reference, name)(x, *args, **kwargs)
+    except ValueError:
+        with pytest.raises(ValueError):
+            getattr(nbp, name)(x, *args, **kwargs)
+        return None
+    got = getattr(nbp, name)(x, *args, **kwargs)
+    assert_matches(got, want, exact=name in EXTREME)
+    return got
