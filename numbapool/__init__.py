@@ -1,8 +1,11 @@
 """numbapool: fast, exact pooling for NumPy (and CUDA) arrays, built on Numba.
 
 Spatial pooling (max, min, average, Lp, adaptive, global, GeM) over any number of spatial
-dimensions in channels-first or channels-last layout.  Importing this package compiles
-nothing; kernels are compiled (or loaded from Numba's on-disk cache) on first use.
+dimensions in channels-first or channels-last layout, and token pooling of sequences
+(sentence embeddings: cls, last, mean, max, weighted, attention, ...; padded or packed).
+NumPy arrays run on the CPU; CUDA arrays (Numba, CuPy, torch) on the GPU.  Importing this
+package compiles nothing and does not import the CUDA stack; kernels are compiled (or
+loaded from Numba's on-disk cache) on first use.
 
 >>> import numpy as np, numbapool as nbp
 >>> x = np.random.default_rng(0).random((8, 3, 32, 32), dtype=np.float32)
@@ -13,6 +16,7 @@ nothing; kernels are compiled (or loaded from Numba's on-disk cache) on first us
 from ._info import cuda_available, info
 from .spatial import *  # noqa: F401,F403
 from .spatial import __all__ as _spatial_all
+from .tokens import TOKEN_MODES, pool_tokens
 
 __version__ = "0.1.0"
-__all__ = list(_spatial_all) + ["cuda_available", "info"]
+__all__ = list(_spatial_all) + ["pool_tokens", "TOKEN_MODES", "cuda_available", "info"]

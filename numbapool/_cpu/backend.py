@@ -51,21 +51,39 @@ def run_spatial(plan, x, out, result_shape):
 
 # --------------------------------------------------------------------------- token pooling
 
-#: Feature-block bounds of a token-pooling task: blocks at most this long keep every
-#: accumulator in L1; blocks are split down to this minimum to give every core work.
-TOKEN_BLOCK_MAX = 512
-TOKEN_BLOCK_MIN = 64
+# imported here, with the token section, rather than per call (a few microseconds each)
+import numba  # noqa: E402
+
+from . import parallel as _parallel  # noqa: E402
+from . import tokens as _tokens  # noqa: E402
+from .half import as_kernel_array  # noqa: E402
+
+#: The shortest piece a long sequence is split into when there are too few sequences to
+#: give every thread work (splitting costs a merge of partial accumulators).
+TOKEN_PIECE_MIN = 32
+#: Streaming whole token rows costs little per element, so the parallel path pays only from
+#: about this many times ``parallel.PARALLEL_MIN_ELEMENTS`` (measured on (B, L, 384) float32
+#: batches: serial and parallel break even near 2**18 elements).
+TOKEN_PARALLEL_FACTOR = 4
+_EMPTY_I64 = np.zeros(0, np.int64)
+_ZERO_I64 = np.zeros(1, np.int64)
 
 
 def _token_arena(hidden):
     """``(arena, base, strides)``: a read-only 1-D view of the memory ``hidden`` spans.
 
     Element ``idx`` of ``hidden`` is ``arena[base + sum(idx * strides)]``.  Only an input
-    whose feature axis is not contiguous is copied.
+    whose feature axis is not contiguous is copied.  Read-only always, so that every input
+    meets the same compiled kernel.
     """
     item = hidden.itemsize
+    if hidden.flags.c_contiguous:
+        arena = hidden.reshape(-1).view()
+        arena.flags.writeable = False
+        return arena, 0, [s // item for s in hidden.strides]
     if hidden.strides[-1] != item or any(s % item for s in hidden.strides):
         hidden = np.ascontiguousarray(hidden)
+        return _token_arena(hidden)
     steps = [s // item for s in hidden.strides]
     # the view with every axis running forwards starts at the lowest address
     forward = hidden[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in steps)]
@@ -76,57 +94,43 @@ def _token_arena(hidden):
     return arena, -lo, steps
 
 
-def _token_blocks(batch, features, threads):
-    """``(number of feature blocks, block length)``: enough tasks for ``threads`` threads."""
-    nb = -(-features // TOKEN_BLOCK_MAX)
-    if threads > 1:
-        want = 4 * threads
-        if batch * nb < want:
-            nb = max(nb, min(-(-features // TOKEN_BLOCK_MIN), -(-want // batch)))
-    block = -(-features // nb)
-    block = -(-block // 16) * 16  # whole cache lines
-    return -(-features // block), block
-
-
-def _token_cuts(count, nb, block, features, n_chunks):
-    """Task boundaries of ``n_chunks`` chunks of about equal work (tokens x features)."""
-    widths = np.full(nb, block, np.int64)
-    widths[-1] = features - (nb - 1) * block
-    work = np.cumsum(((count[:, None] + 1) * widths[None, :]).reshape(-1))
-    targets = work[-1] * np.arange(1, n_chunks, dtype=np.float64) / n_chunks
-    inner = np.searchsorted(work, targets, side="right")
-    return np.concatenate(([0], inner, [work.size])).astype(np.int64)
-
-
 def run_tokens(plan, hidden, out, inputs):
     """Pool ``hidden`` according to a :class:`~numbapool.tokens.TokenPlan`."""
     work_out, ret = _result(out, plan.out_shape, plan.out_dtype, inputs, "out")
-    n_tokens = plan.n_tokens
-    if work_out.size == 0 or n_tokens == 0:
-        work_out[...] = 0  # no tokens anywhere: zeros in every mode
-    else:
-        import numba
-
-        from . import tokens as _tokens
-        from .half import as_kernel_array
-        from .parallel import chunks_for, run_parallel, use_parallel
-
-        D = plan.features
-        arena, base, steps = _token_arena(hidden)
-        sb, sl = (0, steps[0]) if plan.packed else (steps[0], steps[1])
-        parallel = use_parallel(n_tokens * D, plan.batch * -(-D // TOKEN_BLOCK_MIN))
-        nb, block = _token_blocks(plan.batch, D, numba.get_num_threads() if parallel else 1)
-        geo = (D, nb, block, base, sb, sl)
-        seqs = (plan.first, plan.count, plan.positions, plan.indexed)
-        coefs = (plan.weights, plan.scores, plan.coef_stride)
-        args = (geo, seqs, coefs, plan.codes, plan.omit_nan, plan.acc_dtype.type(0))
-        x, o = as_kernel_array(arena), as_kernel_array(work_out)
-        n_tasks = plan.batch * nb
-        if parallel:
-            cuts = _token_cuts(plan.count, nb, block, D, chunks_for(n_tasks))
-            run_parallel(_tokens.token_parallel, x, o, cuts, *args)
+    if work_out.size:
+        if plan.mask is not None:
+            first, count, positions, indexed = _tokens.mask_runs(plan.mask)
+        elif plan.packed:
+            first, count, positions, indexed = plan.first, plan.count, _EMPTY_I64, False
         else:
-            _tokens.token_tasks(x, o, 0, n_tasks, *args)
+            first = np.zeros(plan.batch, np.int64)
+            count = np.full(plan.batch, plan.length, np.int64)
+            positions, indexed = _EMPTY_I64, False
+        D = plan.features
+        n_tokens = int(count.sum())
+        if n_tokens == 0:
+            work_out[...] = 0  # no tokens anywhere: zeros in every mode
+        else:
+            arena, base, steps = _token_arena(hidden)
+            sb, sl = (0, steps[0]) if plan.packed else (steps[0], steps[1])
+            threads = numba.get_num_threads()
+            parallel = _parallel.use_parallel(n_tokens * D // TOKEN_PARALLEL_FACTOR, threads)
+            if parallel:
+                tasks, split, cuts = _tokens.plan_tasks(count, threads, TOKEN_PIECE_MIN)
+            else:  # one whole-sequence task per sequence (see plan_tasks)
+                tasks, split = (_EMPTY_I64,) * 4, (_EMPTY_I64, _ZERO_I64)
+            n_parts = int(split[1][-1])
+            parts = (np.empty((n_parts, _tokens.N_ACC, D), plan.acc_dtype),
+                     np.empty((n_parts, D), np.int64), np.empty((n_parts, 2)))
+            args = ((D, base, sb, sl), (first, count, positions, indexed), tasks, split,
+                    (plan.weights, plan.scores, plan.coef_stride), plan.codes, plan.omit_nan,
+                    plan.acc_dtype.type(0), parts)
+            x, o = as_kernel_array(arena), as_kernel_array(work_out)
+            if parallel:
+                _parallel.run_parallel(_tokens.token_parallel, x, o, cuts, *args)
+            else:
+                _tokens.token_tasks(x, o, 0, plan.batch, args[0], args[1], tasks, args[4],
+                                    plan.codes, plan.omit_nan, args[7], parts)
     if work_out is not ret:
         ret[...] = work_out
     return ret

@@ -1,0 +1,570 @@
+"""CPU kernels for token pooling (padded and packed sequences, every mode in one pass).
+
+The hidden states reach the kernel as a read-only 1-D *arena*: a zero-copy view of the
+memory spanned by the input.  Token ``p`` of sequence ``b`` starts at element
+``base + b*sb + p*sl`` and its D features are contiguous.  Padded ``(B, L, D)`` input has
+``p = l``; packed ``(T, D)`` input has ``sb = 0`` and ``p = t``.  So any input whose feature
+axis is contiguous (slices, reversed or transposed batch and sequence axes) is read in
+place, and padded and packed inputs share one compiled kernel per dtype.
+
+Sequence ``b`` holds ``count[b]`` tokens: positions ``first[b] + j`` when they are one run
+(no mask, left or right padding, packed), else ``pos[first[b] + j]`` (a mask with holes).
+
+A task is a run of whole tokens ``[j0, j1)`` of one sequence.  Whole rows are read in
+order: on the reference machine splitting rows into feature blocks made mean pooling 2.5
+times slower (the hardware prefetchers follow one contiguous stream, not a strided one), so
+parallelism comes from sequences and, when there are too few of them for every core, from
+splitting long sequences into several tasks.  A task that covers its whole sequence writes
+the result directly; the pieces of a split sequence leave partial accumulators in ``parts``,
+which :func:`combine_tasks` merges after the parallel loop.  For each token the inner
+loops run over the contiguous features with no data-dependent branches (NaN is handled with
+selects), so LLVM vectorises them.
+
+The modes are a runtime array of codes (:data:`numbapool.tokens.MODE_CODES`), not a compile
+per combination: the kernel updates only the accumulators those modes need and fills each
+output slot from them.  Linear modes are ``sum(c_j * x_j) / sum(c_j)`` with a per-token
+coefficient ``c_j``: 1 (sum, mean, mean_sqrt_len), ``j`` (weighted_mean), ``weights``
+(weighted) or ``exp(score_j - max score)`` (attention, a stable softmax).
+"""
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+from numba.np.numpy_support import as_dtype
+
+from .. import _arith
+from ..tokens import (
+    M_ATTENTION, M_CLS, M_LAST, M_MAX, M_MEAN, M_MEAN_SQRT_LEN, M_MIN, M_SUM, M_WEIGHTED,
+    M_WEIGHTED_MEAN,
+)
+from .half import _u32_as_f32, load, store
+
+_take = njit(cache=True)(_arith.take)
+
+# rows of a task's accumulator block (A_*: acc dtype) and of its totals (float64)
+A_SUM, A_POS, A_W, A_ATT, A_MAX, A_MIN, A_POS_DEN, A_W_DEN, A_ATT_DEN = range(9)
+N_ACC = 9
+T_W, T_ATT = 0, 1
+
+
+def row_values(src, vbuf):
+    """The values of one token's features, ready for arithmetic.
+
+    float32/float64 rows are used in place; float16 rows (:data:`~numbapool._cpu.half.HALF`)
+    are decoded once into ``vbuf`` so that every mode's loop reads plain float32.
+    """
+
+
+@njit(cache=True)
+def _decode_half_row(src, vbuf):
+    """float16 bits -> float32, exact and branch-free, so the loop vectorises.
+
+    The 15 magnitude bits shifted into float32's place are the value times 2**-112 (for
+    subnormal halves too, as a float32 subnormal), so one multiply restores it; inf and NaN
+    (exponent 31) get float32's all-ones exponent.  Six times faster than the scalar
+    ``half_bits_to_f32``, and equal to it on all 65536 inputs.
+    """
+    for e in range(vbuf.shape[0]):
+        h = np.uint32(src[e].bits)
+        o = (h & np.uint32(0x7FFF)) << np.uint32(13)
+        f = _u32_as_f32(o) * np.float32(5.192296858534828e33)  # 2**112
+        special = (h & np.uint32(0x7C00)) == np.uint32(0x7C00)
+        f = _u32_as_f32(o | np.uint32(0x7F800000)) if special else f
+        vbuf[e] = -f if h & np.uint32(0x8000) else f
+
+
+@overload(row_values)
+def _ol_row_values(src, vbuf):
+    if isinstance(src.dtype, types.Record):
+
+        def decode(src, vbuf):
+            _decode_half_row(src, vbuf)
+            return vbuf
+
+        return decode
+    return lambda src, vbuf: src
+
+
+def cast(zero, v):
+    """``v`` converted to the type of ``zero`` (the accumulator type)."""
+
+
+@overload(cast)
+def _ol_cast(zero, v):
+    to = as_dtype(zero).type
+    return lambda zero, v: to(v)
+
+
+@njit(cache=True)
+def _needs(codes):
+    """Which accumulators the modes use: (sum, pos, w, att, max, min)."""
+    s = p = w = a = mx = mn = False
+    for k in range(codes.shape[0]):
+        c = codes[k]
+        s |= (c == M_MEAN) | (c == M_SUM) | (c == M_MEAN_SQRT_LEN)
+        p |= c == M_WEIGHTED_MEAN
+        w |= c == M_WEIGHTED
+        a |= c == M_ATTENTION
+        mx |= c == M_MAX
+        mn |= c == M_MIN
+    return s, p, w, a, mx, mn
+
+
+@njit(cache=True)
+def _position(seqs, b, j):
+    first, pos, indexed = seqs[0], seqs[2], seqs[3]
+    return pos[first[b] + j] if indexed else first[b] + j
+
+
+# --------------------------------------------------------------------------- planning
+# Serial and compiled once (no dtype in their signatures): the same work in NumPy took a
+# dozen array calls, about a quarter of a (64, 256, 768) mean pooling.
+
+
+@njit(cache=True)
+def mask_runs(m):
+    """``(first, count, positions, indexed)`` of a C-contiguous bool ``(B, L)`` mask.
+
+    Rows that are one run of tokens (any padding side) give ``first`` = the run's start; a
+    mask with holes anywhere gives ``indexed`` and the token positions of every row in
+    ``positions``, row ``b``'s from ``first[b]``.
+    """
+    B, L = m.shape
+    first = np.zeros(B, np.int64)
+    count = np.zeros(B, np.int64)
+    holes = False
+    for b in range(B):
+        row = m[b]
+        n = 0
+        for l in range(L):
+            n += row[l]
+        count[b] = n
+        if n:
+            f = 0
+            while not row[f]:
+                f += 1
+            last = L - 1
+            while not row[last]:
+                last -= 1
+            first[b] = f
+            holes |= last - f + 1 != n
+    if not holes:
+        return first, count, np.zeros(0, np.int64), False
+    positions = np.empty(count.sum(), np.int64)
+    k = 0
+    for b in range(B):
+        first[b] = k
+        row = m[b]
+        for l in range(L):
+            if row[l]:
+                positions[k] = l
+                k += 1
+    return first, count, positions, True
+
+
+@njit(cache=True)
+def plan_tasks(count, n_threads, piece_min):
+    """Tasks, split sequences and chunk boundaries for ``n_threads`` threads.
+
+    One task per sequence, unless some sequence holds more than a ``1 / (4 * n_threads)``
+    share of all tokens: those are cut into pieces of about that share (at least
+    ``piece_min`` tokens), whose partial results go to ``part`` rows (``-1``: a whole
+    sequence, written directly).  Returns ``(seq, j0, j1, part)``, ``(split_seq,
+    split_rows)`` (sequence ``split_seq[s]`` left its parts in rows
+    ``split_rows[s]:split_rows[s+1]``) and ``cuts``: chunk ``k`` is tasks
+    ``cuts[k]:cuts[k+1]``, about equal work (tokens, plus one per task) each.  When no
+    sequence is split the task arrays are empty: task ``t`` is then sequence ``t``, whole.
+    """
+    B = count.shape[0]
+    total = count.sum()
+    piece = 0
+    if n_threads > 1:
+        piece = max(piece_min, -(-total // (4 * n_threads)))
+    n_tasks = 0
+    n_split = 0
+    for b in range(B):
+        k = 1 if piece == 0 or count[b] <= piece else -(-count[b] // piece)
+        n_tasks += k
+        n_split += k > 1
+    n_listed = n_tasks if n_split else 0  # no split: task t is sequence t, whole
+    seq = np.empty(n_listed, np.int64)
+    j0 = np.empty(n_listed, np.int64)
+    j1 = np.empty(n_listed, np.int64)
+    part = np.full(n_listed, -1, np.int64)
+    split_seq = np.empty(n_split, np.int64)
+    split_rows = np.zeros(n_split + 1, np.int64)
+    t = 0
+    s = 0
+    for b in range(B if n_split else 0):
+        n = count[b]
+        k = 1 if piece == 0 or n <= piece else -(-n // piece)
+        if k > 1:
+            split_seq[s] = b
+            split_rows[s + 1] = split_rows[s] + k
+        for i in range(k):
+            seq[t] = b
+            j0[t] = n * i // k
+            j1[t] = n * (i + 1) // k
+            if k > 1:
+                part[t] = split_rows[s] + i
+            t += 1
+        s += k > 1
+    n_chunks = max(1, min(n_tasks, 4 * n_threads)) if n_threads > 1 else 1
+    cuts = np.empty(n_chunks + 1, np.int64)
+    cuts[0] = 0
+    work = total + n_tasks
+    done = 0
+    t = 0
+    for c in range(1, n_chunks):
+        target = work * c // n_chunks
+        while t < n_tasks:
+            size = (j1[t] - j0[t] if n_split else count[t]) + 1
+            if done + size > target:
+                break
+            done += size
+            t += 1
+        cuts[c] = t
+    cuts[n_chunks] = n_tasks
+    return (seq, j0, j1, part), (split_seq, split_rows), cuts
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+# The per-token loops below are small separate functions, one per case, chosen outside
+# them: a runtime flag tested inside one function kept LLVM from inlining it, which cost
+# 15% on mean pooling.
+
+
+@njit(cache=True)
+def _add(acc, v):
+    """``acc += v``: the hot loop of mean pooling, one vector add."""
+    for e in range(acc.shape[0]):
+        acc[e] += v[e]
+
+
+@njit(cache=True)
+def _add_scaled(acc, v, c):
+    for e in range(acc.shape[0]):
+        acc[e] += c * v[e]
+
+
+@njit(cache=True)
+def _add_scaled_omit(acc, den, v, c, zero):
+    """``acc += c * v`` and ``den += c`` where ``v`` is not NaN."""
+    for e in range(acc.shape[0]):
+        ok = v[e] == v[e]
+        acc[e] += c * v[e] if ok else zero
+        den[e] += c if ok else zero
+
+
+@njit(cache=True)
+def _add_omit(acc, v, zero):
+    for e in range(acc.shape[0]):
+        acc[e] += v[e] if v[e] == v[e] else zero
+
+
+@njit(cache=True)
+def _count_valid(cnt, v):
+    for e in range(cnt.shape[0]):
+        cnt[e] += v[e] == v[e]
+
+
+@njit(cache=True)
+def _assign(m, v):
+    for e in range(m.shape[0]):
+        m[e] = v[e]
+
+
+@njit(cache=True)
+def _update_max(m, v):
+    """Running max under propagate: a NaN wins and sticks (see ``_arith.take``)."""
+    for e in range(m.shape[0]):
+        m[e] = v[e] if _take(m[e], v[e], False, False) else m[e]
+
+
+@njit(cache=True)
+def _update_min(m, v):
+    for e in range(m.shape[0]):
+        m[e] = v[e] if _take(m[e], v[e], True, False) else m[e]
+
+
+@njit(cache=True)
+def _update_max_omit(m, v):
+    """Running max under omit: NaNs never win, and a NaN start is replaced."""
+    for e in range(m.shape[0]):
+        m[e] = v[e] if _take(m[e], v[e], False, True) else m[e]
+
+
+@njit(cache=True)
+def _update_min_omit(m, v):
+    for e in range(m.shape[0]):
+        m[e] = v[e] if _take(m[e], v[e], True, True) else m[e]
+
+
+@njit(cache=True)
+def _update_extreme(m, v, is_min, omit):
+    if is_min and omit:
+        _update_min_omit(m, v)
+    elif is_min:
+        _update_min(m, v)
+    elif omit:
+        _update_max_omit(m, v)
+    else:
+        _update_max(m, v)
+
+
+@njit(cache=True)
+def _add_update_max(acc, m, v):
+    """``_add`` and ``_update_max`` fused (mean and max together: one pass over ``v``)."""
+    for e in range(acc.shape[0]):
+        acc[e] += v[e]
+        m[e] = v[e] if _take(m[e], v[e], False, False) else m[e]
+
+
+@njit(cache=True)
+def _linear(acc, den, v, c, zero, omit):
+    if omit:
+        _add_scaled_omit(acc, den, v, c, zero)
+    else:
+        _add_scaled(acc, v, c)
+
+
+@njit(cache=True)
+def _score_max(seqs, coefs, b, n):
+    sco, wb = coefs[1], coefs[2]
+    m = -np.inf
+    for j in range(n):
+        m = max(m, sco[b * wb + _position(seqs, b, j)])
+    return m
+
+
+@njit(cache=True)
+def accumulate(x, acc, cnt, tot, vbuf, b, j0, j1, geo, seqs, coefs, needs, omit, zero):
+    """Fold tokens ``[j0, j1)`` of sequence ``b`` into ``acc`` (rows A_*), ``cnt``, ``tot``."""
+    D, base, sb, sl = geo
+    wts, sco, wb = coefs
+    need_sum, need_pos, need_w, need_att, need_max, need_min = needs
+    for r in range(N_ACC):
+        if r != A_MAX and r != A_MIN:
+            acc[r, :] = zero
+    cnt[:] = 0
+    tot[:] = 0.0
+    smax = _score_max(seqs, coefs, b, seqs[1][b]) if need_att else 0.0
+    row0 = base + b * sb
+    # row views made once, not per token (each view costs reference-count updates)
+    a_sum, a_pos, a_w, a_att = acc[A_SUM], acc[A_POS], acc[A_W], acc[A_ATT]
+    d_pos, d_w, d_att = acc[A_POS_DEN], acc[A_W_DEN], acc[A_ATT_DEN]
+    a_max, a_min = acc[A_MAX], acc[A_MIN]
+    linear = need_sum | need_pos | need_w | need_att
+    for j in range(j0, j1):
+        p = _position(seqs, b, j)
+        off = row0 + p * sl
+        v = row_values(x[off:off + D], vbuf)
+        if omit and linear:
+            _count_valid(cnt, v)
+        fused = need_sum and need_max and j > j0 and not omit
+        if fused:
+            _add_update_max(a_sum, a_max, v)
+        elif need_sum:
+            if omit:
+                _add_omit(a_sum, v, zero)
+            else:
+                _add(a_sum, v)
+        if need_pos:
+            _linear(a_pos, d_pos, v, cast(zero, j + 1), zero, omit)
+        if need_w:
+            c = cast(zero, wts[b * wb + p])
+            tot[T_W] += c
+            _linear(a_w, d_w, v, c, zero, omit)
+        if need_att:
+            c = cast(zero, np.exp(sco[b * wb + p] - smax))
+            tot[T_ATT] += c
+            _linear(a_att, d_att, v, c, zero, omit)
+        if need_max and not fused:
+            if j == j0:
+                _assign(a_max, v)
+            else:
+                _update_extreme(a_max, v, False, omit)
+        if need_min:
+            if j == j0:
+                _assign(a_min, v)
+            else:
+                _update_extreme(a_min, v, True, omit)
+
+
+@njit(cache=True)
+def _ratio(o, acc, den, cnt, total, zero, omit):
+    """``acc / total`` into ``o``; a zero total leaves ``acc`` (0, or NaN under propagate).
+
+    Under omit the per-feature ``den`` replaces ``total`` and a feature whose tokens are all
+    NaN gives NaN.
+    """
+    if omit:
+        nan = cast(zero, np.nan)
+        for e in range(o.shape[0]):
+            if cnt[e] == 0:
+                store(o, e, nan)
+            elif den[e] > zero:
+                store(o, e, acc[e] / den[e])
+            else:
+                store(o, e, acc[e])
+    elif total > zero:
+        for e in range(o.shape[0]):
+            store(o, e, acc[e] / total)
+    else:
+        for e in range(o.shape[0]):
+            store(o, e, acc[e])
+
+
+@njit(cache=True)
+def _sum_out(o, acc, cnt, zero, omit):
+    """The sum; under omit a feature whose tokens are all NaN gives NaN."""
+    nan = cast(zero, np.nan)
+    for e in range(o.shape[0]):
+        store(o, e, nan if omit and cnt[e] == 0 else acc[e])
+
+
+@njit(cache=True)
+def _mean(o, acc, cnt, n, sqrt, zero, omit):
+    """``acc / n`` (or ``/ sqrt(n)``); under omit n is each feature's count of non-NaNs."""
+    if omit:
+        nan = cast(zero, np.nan)
+        for e in range(o.shape[0]):
+            d = cast(zero, cnt[e])
+            d = np.sqrt(d) if sqrt else d
+            store(o, e, acc[e] / d if cnt[e] else nan)
+    else:
+        d = cast(zero, n)
+        d = np.sqrt(d) if sqrt else d
+        for e in range(o.shape[0]):
+            store(o, e, acc[e] / d)
+
+
+@njit(cache=True)
+def _copy_token(o, x, off):
+    for e in range(o.shape[0]):
+        store(o, e, load(x, off + e))
+
+
+@njit(cache=True)
+def finish(dst, x, acc, cnt, tot, b, geo, seqs, codes, omit, zero):
+    """Write every mode's slot of ``dst`` (``out[b]``) from a whole sequence's accumulators."""
+    D, base, sb, sl = geo
+    n = seqs[1][b]
+    row0 = base + b * sb
+    for k in range(codes.shape[0]):
+        o = dst[k * D:(k + 1) * D]
+        c = codes[k]
+        if c == M_CLS:
+            _copy_token(o, x, row0 + _position(seqs, b, 0) * sl)
+        elif c == M_LAST:
+            _copy_token(o, x, row0 + _position(seqs, b, n - 1) * sl)
+        elif c == M_MAX:
+            for e in range(D):
+                store(o, e, acc[A_MAX, e])
+        elif c == M_MIN:
+            for e in range(D):
+                store(o, e, acc[A_MIN, e])
+        elif c == M_SUM:
+            _sum_out(o, acc[A_SUM], cnt, zero, omit)
+        elif c == M_MEAN:
+            _mean(o, acc[A_SUM], cnt, n, False, zero, omit)
+        elif c == M_MEAN_SQRT_LEN:
+            _mean(o, acc[A_SUM], cnt, n, True, zero, omit)
+        elif c == M_WEIGHTED_MEAN:
+            _ratio(o, acc[A_POS], acc[A_POS_DEN], cnt, cast(zero, n * (n + 1) // 2), zero, omit)
+        elif c == M_WEIGHTED:
+            _ratio(o, acc[A_W], acc[A_W_DEN], cnt, cast(zero, tot[T_W]), zero, omit)
+        else:
+            _ratio(o, acc[A_ATT], acc[A_ATT_DEN], cnt, cast(zero, tot[T_ATT]), zero, omit)
+
+
+@njit(cache=True)
+def token_tasks(x, out, t0, t1, geo, seqs, tasks, coefs, codes, omit, zero, parts):
+    """Run tasks ``[t0, t1)``.
+
+    ``geo = (D, base, sb, sl)``, ``seqs = (first, count, pos, indexed)``,
+    ``tasks = (seq, j0, j1, part)`` (all empty: task ``t`` is sequence ``t``, whole),
+    ``coefs = (weights, scores, wb)`` (the coefficient of position ``p`` of sequence ``b``
+    is at ``b*wb + p``).  A task with ``part == -1`` covers
+    its whole sequence and writes ``out[b]`` (``(M*D,)``, slot ``k`` holds mode
+    ``codes[k]``); the others leave their accumulators in row ``part`` of
+    ``parts = (acc, cnt, tot)``.
+    """
+    D = geo[0]
+    t_seq, t_j0, t_j1, t_part = tasks
+    p_acc, p_cnt, p_tot = parts
+    needs = _needs(codes)
+    acc = np.full((N_ACC, D), zero)
+    cnt = np.zeros(D, np.int64)
+    tot = np.zeros(2)
+    vbuf = np.full(D, zero)
+    listed = t_seq.shape[0] > 0
+    for t in range(t0, t1):
+        b = t_seq[t] if listed else t
+        if seqs[1][b] == 0:
+            o = out[b]
+            for e in range(o.shape[0]):
+                store(o, e, zero)
+            continue
+        r = t_part[t] if listed else -1
+        j0 = t_j0[t] if listed else 0
+        j1 = t_j1[t] if listed else seqs[1][b]
+        if r < 0:
+            accumulate(x, acc, cnt, tot, vbuf, b, j0, j1, geo, seqs, coefs, needs, omit, zero)
+            finish(out[b], x, acc, cnt, tot, b, geo, seqs, codes, omit, zero)
+        else:
+            accumulate(x, p_acc[r], p_cnt[r], p_tot[r], vbuf, b, j0, j1, geo, seqs, coefs,
+                       needs, omit, zero)
+
+
+@njit(cache=True)
+def combine_tasks(x, out, s0, s1, geo, seqs, split, coefs, codes, omit, zero, parts):
+    """Merge the parts of split sequences ``split[0][s0:s1]`` and write their results.
+
+    Sequence ``split[0][s]`` left its pieces, in token order, in part rows
+    ``split[1][s]:split[1][s + 1]``; they are folded into the first row.
+    """
+    D = geo[0]
+    p_acc, p_cnt, p_tot = parts
+    need_sum, need_pos, need_w, need_att, need_max, need_min = _needs(codes)
+    sums = (A_SUM, A_POS, A_W, A_ATT, A_POS_DEN, A_W_DEN, A_ATT_DEN)
+    wanted = (need_sum, need_pos, need_w, need_att, need_pos, need_w, need_att)
+    for s in range(s0, s1):
+        b = split[0][s]
+        r0 = split[1][s]
+        acc, cnt, tot = p_acc[r0], p_cnt[r0], p_tot[r0]
+        for r in range(r0 + 1, split[1][s + 1]):
+            src = p_acc[r]
+            for i in range(len(sums)):
+                if wanted[i]:
+                    a = acc[sums[i]]
+                    v = src[sums[i]]
+                    for e in range(D):
+                        a[e] += v[e]
+            if need_max:
+                _update_extreme(acc[A_MAX], src[A_MAX], False, omit)
+            if need_min:
+                _update_extreme(acc[A_MIN], src[A_MIN], True, omit)
+            c = p_cnt[r]
+            for e in range(D):
+                cnt[e] += c[e]
+            tot[T_W] += p_tot[r, T_W]
+            tot[T_ATT] += p_tot[r, T_ATT]
+        finish(out[b], x, acc, cnt, tot, b, geo, seqs, codes, omit, zero)
+
+
+@njit(parallel=True, cache=True)
+def token_parallel(x, out, cuts, geo, seqs, tasks, split, coefs, codes, omit, zero, parts):
+    """:func:`token_tasks` over chunks ``[cuts[k], cuts[k+1])`` of about equal work, then
+    :func:`combine_tasks` over the split sequences.
+
+    The merge is serial: it reads a few partial rows per split sequence, and a second
+    parallel loop would quadruple this function's compile time.
+    """
+    for k in prange(cuts.shape[0] - 1):
+        token_tasks(x, out, cuts[k], cuts[k + 1], geo, seqs, tasks, coefs, codes, omit, zero,
+                    parts)
+    combine_tasks(x, out, 0, split[0].shape[0], geo, seqs, split, coefs, codes, omit, zero,
+                  parts)

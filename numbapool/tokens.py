@@ -1,0 +1,308 @@
+"""Token pooling: sentence embeddings from per-token hidden states.
+
+:func:`pool_tokens` validates its arguments, builds a :class:`TokenPlan` (the bool token
+mask of the padded form, or the sequence starts and lengths of the packed form, and the
+requested modes as integer codes) and hands it to the backend chosen by
+:mod:`numbapool.dispatch`.  Every requested mode is computed in one pass over the hidden
+states; no padding is ever materialised.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import dispatch
+from ._checks import FLOAT_DTYPES, NAN_POLICIES, check_choice
+
+__all__ = ["pool_tokens", "TOKEN_MODES"]
+
+#: The pooling modes, in the order of their codes (the kernels' runtime mode flags).
+TOKEN_MODES = ("cls", "last", "mean", "sum", "max", "min", "mean_sqrt_len", "weighted_mean",
+               "weighted", "attention")
+MODE_CODES = {name: code for code, name in enumerate(TOKEN_MODES)}
+(M_CLS, M_LAST, M_MEAN, M_SUM, M_MAX, M_MIN, M_MEAN_SQRT_LEN, M_WEIGHTED_MEAN, M_WEIGHTED,
+ M_ATTENTION) = range(len(TOKEN_MODES))
+
+_EMPTY_F = np.zeros(0, np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class TokenPlan:
+    """Everything a backend needs to pool the tokens of ``batch`` sequences.
+
+    Padded form: ``mask`` is the ``(B, L)`` bool token mask, C-contiguous (``None``: every
+    position is a token).  Packed form: sequence ``b`` is rows ``first[b]`` to
+    ``first[b] + count[b]`` of ``hidden``.  ``weights`` and ``scores`` (float64, empty when
+    unused) hold the coefficient of position ``p`` (``l`` padded, ``t`` packed) of sequence
+    ``b`` at ``b * coef_stride + p``.  ``codes`` are the requested modes
+    (:data:`MODE_CODES`), one output slot each.
+    """
+
+    packed: bool
+    batch: int
+    length: int
+    features: int
+    codes: np.ndarray
+    out_dtype: np.dtype
+    acc_dtype: np.dtype
+    omit_nan: bool
+    mask: np.ndarray | None
+    first: np.ndarray | None
+    count: np.ndarray | None
+    weights: np.ndarray
+    scores: np.ndarray
+    coef_stride: int
+
+    @property
+    def out_shape(self) -> tuple[int, int]:
+        return (self.batch, self.features * len(self.codes))
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _parse_modes(mode):
+    if isinstance(mode, str):
+        names = [mode]
+    elif isinstance(mode, (list, tuple)):
+        names = list(mode)
+        if not names:
+            raise ValueError("mode must not be an empty sequence; pass at least one mode name")
+    else:
+        raise TypeError(f"mode must be a mode name or a list/tuple of names; got {mode!r}")
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"mode entries must be strings; got {name!r} in mode={mode!r}")
+        if name not in MODE_CODES:
+            raise ValueError(
+                f"mode {name!r} is unknown; token pooling modes are "
+                f"{', '.join(map(repr, TOKEN_MODES))}"
+            )
+    return names
+
+
+def _aux(value, name, kinds, what):
+    """A small auxiliary array (mask, lengths, weights...) as NumPy, with a dtype check."""
+    try:
+        arr = np.asarray(dispatch.host_array(value, name))  # CUDA arrays come to the host
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be array-like; got {type(value).__name__} ({exc})") from None
+    if arr.size == 0 and arr.dtype.kind == "f" and "i" in kinds:
+        arr = arr.astype(np.int64)  # np.asarray([]) is float64
+    if arr.dtype.kind not in kinds:
+        raise TypeError(f"{name} must be {what}; got dtype {arr.dtype}")
+    return arr
+
+
+def _check_counts(lengths, offsets, n_rows):
+    """``(first, count)`` of packed sequences from exactly one of lengths / offsets."""
+    if lengths is not None and offsets is not None:
+        raise ValueError("pass either lengths or offsets for packed (T, D) hidden, not both")
+    if lengths is None and offsets is None:
+        raise ValueError(
+            "hidden is 2-D, i.e. packed (T, D) tokens: pass lengths (B,) or offsets (B+1,) "
+            "to say where each sequence starts (or pass padded (B, L, D) hidden with a mask)"
+        )
+    if lengths is not None:
+        arr = _aux(lengths, "lengths", "iu", "an integer array")
+        if arr.ndim != 1:
+            raise ValueError(f"lengths must be 1-D (B,); got shape {arr.shape}")
+        count = arr.astype(np.int64)
+        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise ValueError("lengths has values too large for int64")
+        if count.size and count.min() < 0:
+            raise ValueError(f"lengths must be >= 0; got {int(count.min())}")
+        total = int(count.sum())
+        if total != n_rows:
+            raise ValueError(
+                f"lengths add up to {total} but hidden has {n_rows} token rows; they must match"
+            )
+        first = np.zeros(count.size, np.int64)
+        np.cumsum(count[:-1], out=first[1:])
+        return first, count
+    arr = _aux(offsets, "offsets", "iu", "an integer array")
+    if arr.ndim != 1 or arr.size < 1:
+        raise ValueError(
+            f"offsets must be 1-D (B+1,) with at least one entry; got shape {arr.shape}"
+        )
+    if arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError("offsets has values too large for int64")
+    off = arr.astype(np.int64)
+    if off[0] != 0 or off[-1] != n_rows:
+        raise ValueError(
+            f"offsets must start at 0 and end at the number of token rows ({n_rows}); "
+            f"got offsets[0]={int(off[0])}, offsets[-1]={int(off[-1])}"
+        )
+    count = np.diff(off)
+    if count.size and count.min() < 0:
+        bad = int(np.argmax(count < 0))
+        raise ValueError(
+            f"offsets must be non-decreasing; offsets[{bad + 1}]={int(off[bad + 1])} < "
+            f"offsets[{bad}]={int(off[bad])}"
+        )
+    return off[:-1].copy(), count
+
+
+def _check_mask(mask, batch, length):
+    """The attention mask as a C-contiguous bool array (``None`` stays ``None``)."""
+    if mask is None:
+        return None
+    m = _aux(mask, "attention_mask", "biuf", "a bool or numeric array")
+    if m.shape != (batch, length):
+        raise ValueError(
+            f"attention_mask has shape {m.shape}; hidden (B, L, D) needs it (B, L) = "
+            f"{(batch, length)}"
+        )
+    return np.ascontiguousarray(m if m.dtype == np.bool_ else m != 0)
+
+
+def _coefficients(value, name, shape, token_mask, nonnegative):
+    """Per-token weights or scores as a flat float64 array, checked at token positions."""
+    arr = _aux(value, name, "biuf", "a bool or numeric array")
+    if arr.shape != shape:
+        raise ValueError(
+            f"{name} has shape {arr.shape}; it must be shaped like the tokens, {shape}"
+        )
+    arr = np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
+    used = arr if token_mask is None else arr[token_mask.reshape(-1)]
+    if not np.isfinite(used).all():
+        raise ValueError(f"{name} must be finite at every token position; found "
+                         f"{used[~np.isfinite(used)][0]!r}")
+    if nonnegative and used.size and used.min() < 0:
+        raise ValueError(f"{name} must be >= 0 at every token position; found {used.min()!r}")
+    return arr
+
+
+# --------------------------------------------------------------------------- public function
+
+
+def pool_tokens(hidden, attention_mask=None, mode="mean", *, weights=None, scores=None,
+                lengths=None, offsets=None, nan_policy="propagate", out=None, device=None):
+    """Pool per-token hidden states into one vector per sequence (sentence embeddings).
+
+    Parameters
+    ----------
+    hidden : array
+        Padded ``(B, L, D)`` or packed ``(T, D)`` token states; float16, float32 or float64
+        (the result keeps the dtype; float16 is accumulated in float32, without a copy).
+    attention_mask : array, optional
+        Padded form only: ``(B, L)``, bool or numeric, nonzero marks a token.  Left and right
+        padding (and masks with holes) all work.  ``None`` means every position is a token.
+    mode : str or sequence of str
+        One of ``"cls"`` (first token), ``"last"`` (last token), ``"mean"``, ``"sum"``,
+        ``"max"``, ``"min"``, ``"mean_sqrt_len"`` (sum / sqrt(n)), ``"weighted_mean"``
+        (position weights 1..n: sentence-transformers' ``weightedmean`` under right padding),
+        ``"weighted"`` (``sum(w x) / sum(w)`` with ``weights``; a zero total weight gives
+        zeros) and ``"attention"`` (``sum(softmax(scores) x)``).  A sequence of modes is
+        computed in one pass; the results are concatenated in the given order.
+    weights, scores : array, optional
+        Per-token coefficients for ``"weighted"`` (finite, >= 0) and ``"attention"`` (finite),
+        shaped like the mask (``(B, L)``) or ``(T,)`` when packed.  Entries at padding
+        positions are ignored.
+    lengths : array of int, optional
+        Packed form: ``(B,)`` sequence lengths that add up to ``T``.
+    offsets : array of int, optional
+        Packed form: ``(B+1,)``, non-decreasing from 0 to ``T``; sequence ``b`` is
+        ``hidden[offsets[b]:offsets[b+1]]``.  Pass exactly one of lengths and offsets.
+    nan_policy : {"propagate", "omit"}
+        ``"propagate"``: a NaN among a sequence's values of a feature makes that output NaN.
+        ``"omit"``: NaNs are left out (means divide by the count of the other values,
+        weighted modes by the sum of their weights); a feature whose tokens are all NaN gives
+        NaN.  ``"cls"`` and ``"last"`` select a token and return it as it is.
+    out : array, optional
+        Preallocated ``(B, D * len(modes))`` result of the input's dtype.
+    device : {None, "cpu", "cuda"}
+        Where to compute; ``None`` means where ``hidden`` lives.
+
+    Returns
+    -------
+    array of shape ``(B, D * len(modes))``.  A sequence with no tokens gives zeros in every
+    mode.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numbapool.tokens import pool_tokens
+    >>> h = np.arange(12, dtype=np.float32).reshape(2, 3, 2)
+    >>> mask = np.array([[1, 1, 0], [1, 1, 1]])
+    >>> pool_tokens(h, mask)
+    array([[1., 2.],
+           [8., 9.]], dtype=float32)
+    >>> pool_tokens(h, mask, ["cls", "max"])
+    array([[ 0.,  1.,  2.,  3.],
+           [ 6.,  7., 10., 11.]], dtype=float32)
+
+    The packed form holds the same tokens without padding:
+
+    >>> packed = np.concatenate([h[0, :2], h[1]])
+    >>> pool_tokens(packed, lengths=[2, 3], mode="last")
+    array([[ 2.,  3.],
+           [10., 11.]], dtype=float32)
+    >>> pool_tokens(packed, offsets=[0, 2, 5], mode="attention", scores=[0, 0, 0, 0, 1e9])
+    array([[ 1.,  2.],
+           [10., 11.]], dtype=float32)
+    """
+    try:
+        backend, hidden = dispatch.resolve(hidden, device)
+    except TypeError as exc:  # the dispatcher calls its input "x"
+        msg = str(exc)
+        raise TypeError("hidden" + msg[1:] if msg.startswith("x ") else msg) from None
+    check_choice(nan_policy, "nan_policy", NAN_POLICIES)
+    dtype = np.dtype(hidden.dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"hidden has dtype {dtype}; token pooling accepts float16, float32, float64 "
+            "(convert integer states with hidden.astype(np.float32))"
+        )
+    names = _parse_modes(mode)
+    codes = np.array([MODE_CODES[n] for n in names], np.int64)
+    if hidden.ndim == 3:
+        for name, value in (("lengths", lengths), ("offsets", offsets)):
+            if value is not None:
+                raise ValueError(
+                    f"{name} is for packed (T, D) hidden; padded (B, L, D) hidden takes "
+                    "attention_mask instead"
+                )
+        batch, length, features = hidden.shape
+        token_mask = _check_mask(attention_mask, batch, length)
+        first = count = None
+        coef_shape, coef_stride = (batch, length), length
+    elif hidden.ndim == 2:
+        if attention_mask is not None:
+            raise ValueError(
+                "attention_mask is for padded (B, L, D) hidden; packed (T, D) hidden takes "
+                "lengths or offsets (no padding)"
+            )
+        first, count = _check_counts(lengths, offsets, hidden.shape[0])
+        batch, length, features = count.size, 0, hidden.shape[1]
+        token_mask = None
+        coef_shape, coef_stride = (hidden.shape[0],), 0
+    else:
+        raise ValueError(
+            f"hidden must be padded (B, L, D) or packed (T, D); got shape {hidden.shape}"
+        )
+    coefs = {}
+    for name, value, wanted, nonneg in (("weights", weights, M_WEIGHTED, True),
+                                        ("scores", scores, M_ATTENTION, False)):
+        used = bool((codes == wanted).any())
+        mode_name = TOKEN_MODES[wanted]
+        if used and value is None:
+            raise ValueError(
+                f"mode {mode_name!r} needs {name}=, shaped like the tokens {coef_shape}"
+            )
+        if value is not None and not used:
+            raise ValueError(f"{name} is only used by mode {mode_name!r}, which was not requested")
+        coefs[name] = (_coefficients(value, name, coef_shape, token_mask, nonneg) if used
+                       else _EMPTY_F)
+    plan = TokenPlan(
+        packed=hidden.ndim == 2, batch=operator.index(batch), length=operator.index(length),
+        features=operator.index(features), codes=codes, out_dtype=dtype,
+        acc_dtype=np.dtype(np.float64 if dtype == np.float64 else np.float32),
+        omit_nan=nan_policy == "omit", mask=token_mask, first=first, count=count,
+        weights=coefs["weights"], scores=coefs["scores"], coef_stride=coef_stride,
+    )
+    inputs = (hidden, attention_mask, weights, scores, lengths, offsets)
+    return backend.run_tokens(plan, hidden, out, inputs)

@@ -1,0 +1,522 @@
+"""Token pooling against the naive oracle in token_reference.py, plus the API contract.
+
+Shapes are small so that the whole module runs in seconds once the kernels are compiled;
+the ``force_parallel`` fixture sends small inputs through the parallel kernel (and the
+splitting of long sequences across threads) by lowering the serial/parallel threshold.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import numbapool as nbp
+from numbapool.tokens import TOKEN_MODES, pool_tokens
+from token_reference import pool_tokens_ref
+
+FLOATS = (np.float16, np.float32, np.float64)
+
+
+def _tol(dtype):
+    return {np.float16: 4e-3, np.float32: 2e-5, np.float64: 1e-12}[np.dtype(dtype).type]
+
+
+def _close(ours, ref, dtype, scale=1.0):
+    """Results agree to the dtype's accuracy (NaN and inf in the same places)."""
+    tol = _tol(dtype)
+    np.testing.assert_allclose(ours.astype(np.float64), ref.astype(np.float64), rtol=tol,
+                               atol=tol * scale)
+
+
+def _mask(rng, batch, length, kind):
+    """(B, L) masks: right or left padding, holes, or all tokens; some rows empty."""
+    n = rng.integers(0, length + 1, size=batch)
+    pos = np.arange(length)[None, :]
+    if kind == "right":
+        return pos < n[:, None]
+    if kind == "left":
+        return pos >= (length - n)[:, None]
+    if kind == "holes":
+        return rng.random((batch, length)) < 0.6
+    return np.ones((batch, length), bool)
+
+
+def _inputs(rng, batch, length, dim, dtype, kind="right"):
+    hidden = rng.standard_normal((batch, length, dim)).astype(dtype)
+    mask = _mask(rng, batch, length, kind)
+    weights = rng.random((batch, length)) * 2
+    scores = rng.standard_normal((batch, length)) * 3
+    return hidden, mask, weights, scores
+
+
+def _kw(modes, weights, scores):
+    modes = [modes] if isinstance(modes, str) else modes
+    return dict(weights=weights if "weighted" in modes else None,
+                scores=scores if "attention" in modes else None)
+
+
+def _packed(hidden, mask, weights=None, scores=None):
+    """The padded batch's tokens without padding: (tokens, lengths, weights, scores)."""
+    m = mask.astype(bool)
+    return (hidden[m], m.sum(axis=1),
+            None if weights is None else weights[m], None if scores is None else scores[m])
+
+
+@pytest.fixture
+def force_parallel(monkeypatch):
+    """Run even tiny inputs on the parallel kernel (and split long sequences)."""
+    import numba
+
+    from numbapool._cpu import parallel
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs at least two Numba threads")
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 0)
+
+
+# --------------------------------------------------------------------------- every mode
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("kind", ["right", "left", "holes", "none"])
+def test_every_mode_matches_reference(dtype, kind):
+    rng = np.random.default_rng(1)
+    hidden, mask, weights, scores = _inputs(rng, 5, 9, 19, dtype, kind)
+    mask = None if kind == "none" else mask
+    for mode in TOKEN_MODES:
+        kw = _kw(mode, weights, scores)
+        ours = pool_tokens(hidden, mask, mode, **kw)
+        assert ours.dtype == dtype and ours.shape == (5, 19)
+        _close(ours, pool_tokens_ref(hidden, mask, mode, **kw), dtype, scale=10)
+
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_all_modes_in_one_call_concatenate_in_order(dtype):
+    rng = np.random.default_rng(2)
+    hidden, mask, weights, scores = _inputs(rng, 4, 7, 5, dtype, "holes")
+    modes = ["max", "cls", "attention", "mean", "last", "min", "weighted", "sum",
+             "weighted_mean", "mean_sqrt_len", "mean"]
+    ours = pool_tokens(hidden, mask, modes, weights=weights, scores=scores)
+    assert ours.shape == (4, 5 * len(modes))
+    for k, mode in enumerate(modes):
+        alone = pool_tokens(hidden, mask, mode, **_kw(mode, weights, scores))
+        np.testing.assert_array_equal(ours[:, 5 * k:5 * (k + 1)], alone)
+    _close(ours, pool_tokens_ref(hidden, mask, modes, weights=weights, scores=scores), dtype,
+           scale=10)
+
+
+def test_tuple_and_single_element_list_modes():
+    h = np.random.default_rng(3).standard_normal((2, 4, 3))
+    np.testing.assert_array_equal(pool_tokens(h, None, ("mean",)), pool_tokens(h))
+    np.testing.assert_array_equal(pool_tokens(h, None, ["cls", "cls"])[:, 3:], h[:, 0])
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_parallel_kernel_and_split_sequences(dtype, force_parallel):
+    """Few long sequences are split across threads; the merge gives the reference result."""
+    rng = np.random.default_rng(4)
+    hidden, mask, weights, scores = _inputs(rng, 3, 300, 24, dtype, "holes")
+    mask[0] = True  # one long sequence: several pieces
+    modes = list(TOKEN_MODES)
+    for policy in ("propagate", "omit"):
+        h = hidden.copy()
+        h[0, 7, 3] = h[1, 250, 5] = np.nan
+        ours = pool_tokens(h, mask, modes, weights=weights, scores=scores, nan_policy=policy)
+        ref = pool_tokens_ref(h, mask, modes, weights=weights, scores=scores,
+                              nan_policy=policy)
+        _close(ours, ref, dtype, scale=300)
+
+
+def test_parallel_equals_serial(monkeypatch):
+    from numbapool._cpu import parallel
+
+    rng = np.random.default_rng(5)
+    hidden, mask, weights, scores = _inputs(rng, 2, 400, 16, np.float64, "right")
+    mask[:, :50] = True
+    modes = ["cls", "last", "max", "min", "mean"]
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 1 << 62)
+    serial = pool_tokens(hidden, mask, modes)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 0)
+    par = pool_tokens(hidden, mask, modes)
+    # extremes and selections are exact; sums differ only by the split's rounding
+    np.testing.assert_array_equal(par[:, :64], serial[:, :64])
+    np.testing.assert_allclose(par, serial, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+_MODE_LISTS = st.lists(st.sampled_from(TOKEN_MODES), min_size=1, max_size=3)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.integers(0, 4), length=st.integers(0, 9), dim=st.integers(1, 20),
+       kind=st.sampled_from(["right", "left", "holes", "none"]),
+       dtype=st.sampled_from(FLOATS), modes=_MODE_LISTS,
+       policy=st.sampled_from(["propagate", "omit"]), nan_rate=st.sampled_from([0.0, 0.2]),
+       seed=st.integers(0, 2**31))
+def test_random_batches_match_reference_and_packed_form(batch, length, dim, kind, dtype, modes,
+                                                        policy, nan_rate, seed):
+    rng = np.random.default_rng(seed)
+    hidden, mask, weights, scores = _inputs(rng, batch, length, dim, dtype, kind)
+    hidden[rng.random(hidden.shape) < nan_rate] = np.nan
+    kw = _kw(modes, weights, scores)
+    m = None if kind == "none" else mask
+    ours = pool_tokens(hidden, m, modes, nan_policy=policy, **kw)
+    assert ours.shape == (batch, dim * len(modes)) and ours.dtype == dtype
+    ref = pool_tokens_ref(hidden, m, modes, nan_policy=policy, **kw)
+    _close(ours, ref, dtype, scale=length + 1)
+    # the packed form of the same tokens gives the same bits
+    tokens, lengths, w, s = _packed(hidden, mask if m is not None else np.ones_like(mask),
+                                    kw["weights"], kw["scores"])
+    packed = pool_tokens(tokens, None, modes, lengths=lengths, weights=w, scores=s,
+                         nan_policy=policy)
+    np.testing.assert_array_equal(packed, ours)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    np.testing.assert_array_equal(
+        pool_tokens(tokens, mode=modes, offsets=offsets, weights=w, scores=s,
+                    nan_policy=policy), ours)
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(1, 4), length=st.integers(1, 8), dim=st.integers(1, 9),
+       seed=st.integers(0, 2**31))
+def test_left_and_right_padding_agree(batch, length, dim, seed):
+    """The same tokens padded on either side pool to the same result, in every mode."""
+    rng = np.random.default_rng(seed)
+    n = rng.integers(0, length + 1, size=batch)
+    right = np.zeros((batch, length, dim))
+    left = np.full((batch, length, dim), 99.0)  # padding values must never leak in
+    mask_r = np.zeros((batch, length), bool)
+    mask_l = np.zeros((batch, length), bool)
+    for b in range(batch):
+        tok = rng.standard_normal((n[b], dim))
+        right[b, :n[b]] = tok
+        left[b, length - n[b]:] = tok
+        mask_r[b, :n[b]] = True
+        mask_l[b, length - n[b]:] = True
+    modes = [m for m in TOKEN_MODES if m not in ("weighted", "attention")]
+    np.testing.assert_array_equal(pool_tokens(left, mask_l, modes),
+                                  pool_tokens(right, mask_r, modes))
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+@pytest.mark.parametrize("view", ["reversed_seq", "every_other_seq", "seq_first", "fortran",
+                                  "strided_features", "reversed_features", "readonly",
+                                  "broadcast"])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=lambda d: np.dtype(d).name)
+def test_views_give_the_same_result_as_a_contiguous_copy(view, dtype):
+    rng = np.random.default_rng(6)
+    base = rng.standard_normal((6, 10, 12)).astype(dtype)
+    if view == "reversed_seq":
+        h = base[::-1, ::-1]
+    elif view == "every_other_seq":
+        h = base[::2, ::2]
+    elif view == "seq_first":  # (L, B, D) memory seen as (B, L, D)
+        h = np.ascontiguousarray(base.transpose(1, 0, 2)).transpose(1, 0, 2)
+    elif view == "fortran":
+        h = np.asfortranarray(base)
+    elif view == "strided_features":
+        h = base[:, :, ::2]
+    elif view == "reversed_features":
+        h = base[:, :, ::-1]
+    elif view == "readonly":
+        h = base.copy()
+        h.flags.writeable = False
+    else:
+        h = np.broadcast_to(base[:1], base.shape)
+    mask = _mask(rng, h.shape[0], h.shape[1], "holes")
+    modes = ["cls", "last", "mean", "max", "weighted_mean"]
+    np.testing.assert_array_equal(pool_tokens(h, mask, modes),
+                                  pool_tokens(np.ascontiguousarray(h), mask, modes))
+    # packed views: every other row, reversed rows
+    lengths = [3, 0, 2]
+    for rows in (base[0, ::2], base[1, ::-1]):
+        t = rows[:5]
+        np.testing.assert_array_equal(pool_tokens(t, None, modes, lengths=lengths),
+                                      pool_tokens(np.ascontiguousarray(t), None, modes,
+                                                  lengths=lengths))
+
+
+def test_mask_dtypes_and_nonzero_values():
+    rng = np.random.default_rng(7)
+    h = rng.standard_normal((3, 5, 4))
+    mask = _mask(rng, 3, 5, "holes")
+    expected = pool_tokens(h, mask, ["mean", "last"])
+    for m in (mask.astype(np.int64), mask.astype(np.uint8) * 7, mask * -2.5,
+              mask.astype(np.float32), mask.tolist()):
+        np.testing.assert_array_equal(pool_tokens(h, m, ["mean", "last"]), expected)
+
+
+def test_auxiliary_arrays_may_be_lists_and_torch_tensors():
+    torch = pytest.importorskip("torch")
+    h = np.arange(24, dtype=np.float32).reshape(6, 4)
+    expected = pool_tokens(h, lengths=np.array([2, 4]))
+    np.testing.assert_array_equal(pool_tokens(h, lengths=[2, 4]), expected)
+    np.testing.assert_array_equal(pool_tokens(h, lengths=torch.tensor([2, 4])), expected)
+    hp = h.reshape(2, 3, 4)
+    np.testing.assert_array_equal(pool_tokens(hp, torch.tensor([[1, 1, 0], [1, 1, 1]])),
+                                  pool_tokens(hp, [[1, 1, 0], [1, 1, 1]]))
+
+
+# --------------------------------------------------------------------------- out=
+
+
+def test_out_is_filled_and_returned():
+    rng = np.random.default_rng(8)
+    h, mask, _, _ = _inputs(rng, 3, 4, 5, np.float32)
+    out = np.full((3, 10), np.nan, np.float32)
+    res = pool_tokens(h, mask, ["mean", "max"], out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, pool_tokens(h, mask, ["mean", "max"]))
+
+
+def test_out_may_be_a_strided_view():
+    rng = np.random.default_rng(9)
+    h, mask, _, _ = _inputs(rng, 3, 4, 5, np.float64)
+    big = np.zeros((3, 20))
+    view = big[:, ::2]
+    assert pool_tokens(h, mask, ["cls", "min"], out=view) is view
+    np.testing.assert_array_equal(view, pool_tokens(h, mask, ["cls", "min"]))
+    assert not big[:, 1::2].any()
+
+
+def test_out_float16_and_empty_batch():
+    h = np.ones((0, 3, 4), np.float16)
+    out = np.empty((0, 8), np.float16)
+    assert pool_tokens(h, None, ["mean", "max"], out=out) is out
+
+
+# --------------------------------------------------------------------------- edge cases
+
+
+def test_sequences_without_tokens_give_zeros_in_every_mode():
+    rng = np.random.default_rng(10)
+    h = rng.standard_normal((3, 4, 2))
+    h[1] = np.nan  # not tokens: must not leak in
+    mask = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1]])
+    w = np.ones((3, 4))
+    res = pool_tokens(h, mask, list(TOKEN_MODES), weights=w, scores=w)
+    assert not res[1].any()
+    assert np.isfinite(res).all()
+    packed = pool_tokens(rng.standard_normal((3, 2)), lengths=[0, 3, 0], mode=list(TOKEN_MODES),
+                         weights=np.ones(3), scores=np.ones(3))
+    assert not packed[0].any() and not packed[2].any()
+
+
+@pytest.mark.parametrize("shape,lengths,expected", [
+    ((2, 0, 3), None, (2, 6)),       # L == 0: every sequence empty
+    ((0, 5, 3), None, (0, 6)),       # B == 0
+    ((2, 5, 0), None, (2, 0)),       # D == 0
+    ((0, 3), [0, 0], (2, 6)),        # packed, T == 0
+    ((0, 3), [], (0, 6)),            # packed, B == 0
+])
+def test_zero_size_inputs(shape, lengths, expected):
+    h = np.ones(shape, np.float32)
+    res = pool_tokens(h, None, ["mean", "max"], lengths=lengths)
+    assert res.shape == expected and res.dtype == np.float32
+    assert not res.any()
+
+
+def test_nan_propagates_through_every_mode():
+    for pos in (0, 2, 4):  # the first, a middle and the last token
+        h = np.arange(15, dtype=np.float64).reshape(1, 5, 3)
+        h[0, pos, 1] = np.nan
+        w = np.ones((1, 5))
+        modes = [m for m in TOKEN_MODES if m not in ("cls", "last")]
+        res = pool_tokens(h, None, modes, weights=w, scores=w).reshape(len(modes), 3)
+        assert np.isnan(res[:, 1]).all(), (pos, res)
+        assert np.isfinite(res[:, [0, 2]]).all()
+
+
+def test_nan_omit_ignores_nans_and_all_nan_gives_nan():
+    h = np.array([[[1.0, np.nan], [np.nan, np.nan], [3.0, np.nan], [8.0, np.nan]]])
+    mask = np.array([[1, 1, 1, 0]])
+    res = pool_tokens(h, mask, ["mean", "sum", "max", "min", "mean_sqrt_len", "cls", "last"],
+                      nan_policy="omit").reshape(-1, 2)
+    np.testing.assert_allclose(res[:, 0], [2.0, 4.0, 3.0, 1.0, 4 / np.sqrt(2), 1.0, 3.0])
+    assert np.isnan(res[:5, 1]).all()
+    # weighted modes renormalise over the non-NaN tokens
+    w = np.array([[1.0, 5.0, 3.0, 9.0]])
+    res = pool_tokens(h, mask, ["weighted", "weighted_mean", "attention"], weights=w,
+                      scores=np.zeros((1, 4)), nan_policy="omit").reshape(-1, 2)
+    np.testing.assert_allclose(res[:, 0], [(1 + 9) / 4, (1 + 9) / 4, 2.0])
+
+
+def test_float16_accumulates_in_float32():
+    h = np.full((1, 4, 2), 60000, np.float16)  # their float16 sum would overflow
+    np.testing.assert_array_equal(pool_tokens(h), np.full((1, 2), 60000, np.float16))
+    assert np.isinf(pool_tokens(h, mode="sum")).all()  # the result itself is float16
+    tiny = np.full((1, 1000, 1), 2 ** -14, np.float16)
+    np.testing.assert_array_equal(pool_tokens(tiny, mode="mean"), tiny[:, 0])
+
+
+def test_weights_and_scores_semantics():
+    rng = np.random.default_rng(11)
+    h, mask, _, scores = _inputs(rng, 3, 6, 4, np.float64, "holes")
+    mean = pool_tokens(h, mask)
+    np.testing.assert_allclose(pool_tokens(h, mask, "weighted", weights=np.ones((3, 6))), mean)
+    np.testing.assert_allclose(pool_tokens(h, mask, "attention", scores=np.zeros((3, 6))), mean)
+    # softmax is shift-invariant and stable for huge scores
+    np.testing.assert_allclose(pool_tokens(h, mask, "attention", scores=scores + 1e6),
+                               pool_tokens(h, mask, "attention", scores=scores), rtol=1e-9)
+    # a zero total weight gives zeros; padding may hold anything (even NaN)
+    w = np.zeros((3, 6))
+    w[~mask] = np.nan
+    assert not pool_tokens(h, mask, "weighted", weights=w).any()
+    s = scores.copy()
+    s[~mask] = -np.inf
+    np.testing.assert_array_equal(pool_tokens(h, mask, "attention", scores=s),
+                                  pool_tokens(h, mask, "attention", scores=scores))
+
+
+def test_torch_masked_formulations_agree():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    h, mask, _, _ = _inputs(rng, 6, 11, 32, np.float32)
+    mask[:, 0] = True
+    ht, mt = torch.from_numpy(h), torch.from_numpy(mask)
+    mf = mt.unsqueeze(-1).to(ht.dtype)
+    mean = (ht * mf).sum(1) / mf.sum(1).clamp(min=1)
+    mx = ht.masked_fill(~mt.unsqueeze(-1), float("-inf")).amax(1)
+    res = pool_tokens(h, mask, ["mean", "max"])
+    np.testing.assert_allclose(res[:, :32], mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(res[:, 32:], mx.numpy())
+
+
+def test_concurrent_calls(force_parallel):
+    rng = np.random.default_rng(13)
+    h, mask, _, _ = _inputs(rng, 4, 200, 32, np.float32)
+    expected = pool_tokens(h, mask, ["mean", "max"])
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(20):
+                results.append(pool_tokens(h, mask, ["mean", "max"]))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+_H3 = np.zeros((2, 3, 4), np.float32)
+_H2 = np.zeros((5, 4), np.float32)
+_M = np.ones((2, 3), bool)
+
+ERRORS = [
+    (lambda: pool_tokens(_H3.astype(np.int32)), TypeError, "hidden has dtype int32"),
+    (lambda: pool_tokens(_H3.astype(bool)), TypeError, "float16, float32, float64"),
+    (lambda: pool_tokens(_H3.tolist()), TypeError, "hidden must be a NumPy ndarray"),
+    (lambda: pool_tokens(np.zeros(4, np.float32)), ValueError, "(B, L, D) or packed (T, D)"),
+    (lambda: pool_tokens(np.zeros((1, 2, 3, 4))), ValueError, "got shape (1, 2, 3, 4)"),
+    (lambda: pool_tokens(_H3, np.ones((2, 4))), ValueError, "attention_mask has shape (2, 4)"),
+    (lambda: pool_tokens(_H3, np.ones(3)), ValueError, "attention_mask has shape (3,)"),
+    (lambda: pool_tokens(_H3, np.array([["a"] * 3] * 2)), TypeError, "attention_mask must be"),
+    (lambda: pool_tokens(_H3, _M, "median"), ValueError, "mode 'median' is unknown"),
+    (lambda: pool_tokens(_H3, _M, []), ValueError, "mode must not be an empty sequence"),
+    (lambda: pool_tokens(_H3, _M, ["mean", 3]), TypeError, "mode entries must be strings"),
+    (lambda: pool_tokens(_H3, _M, 3), TypeError, "mode must be a mode name"),
+    (lambda: pool_tokens(_H3, _M, "weighted"), ValueError, "mode 'weighted' needs weights="),
+    (lambda: pool_tokens(_H3, _M, "attention"), ValueError, "mode 'attention' needs scores="),
+    (lambda: pool_tokens(_H3, _M, "mean", weights=np.ones((2, 3))), ValueError,
+     "weights is only used by mode 'weighted'"),
+    (lambda: pool_tokens(_H3, _M, "mean", scores=np.ones((2, 3))), ValueError,
+     "scores is only used by mode 'attention'"),
+    (lambda: pool_tokens(_H3, _M, "weighted", weights=np.ones((2, 2))), ValueError,
+     "weights has shape (2, 2)"),
+    (lambda: pool_tokens(_H3, _M, "weighted", weights=-np.ones((2, 3))), ValueError,
+     "weights must be >= 0"),
+    (lambda: pool_tokens(_H3, _M, "weighted", weights=np.full((2, 3), np.inf)), ValueError,
+     "weights must be finite"),
+    (lambda: pool_tokens(_H3, _M, "attention", scores=np.full((2, 3), np.nan)), ValueError,
+     "scores must be finite"),
+    (lambda: pool_tokens(_H3, _M, "weighted", weights=np.full((2, 3), "x")), TypeError,
+     "weights must be"),
+    (lambda: pool_tokens(_H3, _M, nan_policy="ignore"), ValueError, "nan_policy must be one of"),
+    (lambda: pool_tokens(_H3, lengths=[1, 2]), ValueError, "lengths is for packed"),
+    (lambda: pool_tokens(_H3, offsets=[0, 1, 2]), ValueError, "offsets is for packed"),
+    (lambda: pool_tokens(_H2), ValueError, "pass lengths (B,) or offsets (B+1,)"),
+    (lambda: pool_tokens(_H2, np.ones((5,))), ValueError, "attention_mask is for padded"),
+    (lambda: pool_tokens(_H2, lengths=[2, 3], offsets=[0, 2, 5]), ValueError,
+     "either lengths or offsets"),
+    (lambda: pool_tokens(_H2, lengths=[2, 2]), ValueError, "lengths add up to 4"),
+    (lambda: pool_tokens(_H2, lengths=[6, -1]), ValueError, "lengths must be >= 0"),
+    (lambda: pool_tokens(_H2, lengths=[[2, 3]]), ValueError, "lengths must be 1-D"),
+    (lambda: pool_tokens(_H2, lengths=[2.0, 3.0]), TypeError, "lengths must be an integer"),
+    (lambda: pool_tokens(_H2, lengths=[True, False]), TypeError, "lengths must be an integer"),
+    (lambda: pool_tokens(_H2, offsets=[0, 3, 2, 5]), ValueError, "offsets must be non-decreasing"),
+    (lambda: pool_tokens(_H2, offsets=[1, 5]), ValueError, "offsets must start at 0"),
+    (lambda: pool_tokens(_H2, offsets=[0, 4]), ValueError, "end at the number of token rows (5)"),
+    (lambda: pool_tokens(_H2, offsets=[]), ValueError, "offsets must be 1-D (B+1,)"),
+    (lambda: pool_tokens(_H2, lengths=[5], mode="weighted", weights=np.ones((5, 1))), ValueError,
+     "weights has shape (5, 1)"),
+    (lambda: pool_tokens(_H3, out=np.zeros((2, 5), np.float32)), ValueError,
+     "out has shape (2, 5)"),
+    (lambda: pool_tokens(_H3, out=np.zeros((2, 4), np.float64)), TypeError,
+     "out has dtype float64"),
+    (lambda: pool_tokens(_H3, out=[[0.0] * 4] * 2), TypeError, "out must be a NumPy ndarray"),
+    (lambda: pool_tokens(_H3, device="tpu"), ValueError, "device must be"),
+]
+
+
+@pytest.mark.parametrize("call,exc,fragment", ERRORS, ids=[e[2][:40] for e in ERRORS])
+def test_errors(call, exc, fragment):
+    with pytest.raises(exc) as info:
+        call()
+    assert fragment in str(info.value)
+
+
+def test_out_overlapping_the_input_is_rejected_and_left_untouched():
+    h = np.zeros((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="overlaps"):
+        pool_tokens(h, out=h[:, 0, :])
+    out = np.full((2, 4), 7.0, np.float32)
+    with pytest.raises(ValueError):
+        pool_tokens(h, np.ones((2, 2)), out=out)
+    assert (out == 7).all()
+    ro = np.zeros((2, 4), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        pool_tokens(h, out=ro)
+
+
+def test_float16_decoding_is_exact_for_every_value():
+    h = np.arange(1 << 16, dtype=np.uint16).view(np.float16).reshape(1024, 1, 64)
+    nan = np.isnan(h[:, 0])
+    for mode in ("max", "mean", "last"):
+        res = pool_tokens(h, None, mode)
+        assert np.isnan(res[nan]).all()
+        if mode == "mean":  # a sum starts from +0, so -0 comes back as +0
+            np.testing.assert_array_equal(res[~nan], h[:, 0][~nan])
+        else:
+            np.testing.assert_array_equal(res[~nan].view(np.uint16),
+                                          h[:, 0][~nan].view(np.uint16))
+
+
+def test_hidden_must_be_numpy_or_cuda():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="hidden is a CPU torch.Tensor"):
+        pool_tokens(torch.zeros(2, 3, 4))
+
+
+def test_device_cuda_without_a_gpu_raises():
+    if nbp.cuda_available():
+        pytest.skip("CUDA is available here (tests/test_cuda_sim.py covers it)")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        pool_tokens(np.zeros((2, 3, 4), np.float32), device="cuda")
