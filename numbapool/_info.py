@@ -10,6 +10,9 @@ def cuda_available() -> bool:
     """Whether CUDA arrays can be pooled here (a CUDA device, or Numba's simulator).
 
     Imports the CUDA stack (only when ``numba-cuda`` is installed).
+
+    >>> isinstance(cuda_available(), bool)
+    True
     """
     if importlib.util.find_spec("numba") is None:
         return False
@@ -23,6 +26,8 @@ def info() -> dict:
     >>> sorted(info())[:3]
     ['cuda_available', 'cuda_device', 'cuda_simulator']
     """
+    import importlib.metadata
+
     import numba
     import numpy
 
@@ -34,9 +39,14 @@ def info() -> dict:
         layer = numba.threading_layer()
     except ValueError:  # no parallel kernel has run yet in this process
         layer = f"not yet chosen (NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
+    try:
+        numba_cuda = importlib.metadata.version("numba-cuda")
+    except importlib.metadata.PackageNotFoundError:
+        numba_cuda = None
     return {
         "numbapool": __version__,
         "numba": numba.__version__,
+        "numba_cuda": numba_cuda,
         "numpy": numpy.__version__,
         "threading_layer": layer,
         "threads": numba.get_num_threads(),

@@ -1,20 +1,35 @@
 """Where an array lives, which backend computes, and how results go back to the caller.
 
-``resolve(x, device)`` returns ``(backend, x)``: an object with the backend's ``run_*``
-entry points (``run_spatial(plan, x, out, result_shape)``, ``run_tokens(...)``) and the
-main input as that backend wants it (a NumPy array, or a Numba device array).  The
-entry points return results in the caller's family:
+Interface for public functions (``spatial.py``, ``tokens.py``)::
+
+    backend, x = dispatch.resolve(x, device)     # before any other use of x
+    ...validate, build a plan from x.shape / x.dtype...
+    return backend.run_spatial(plan, x, out, result_shape)   # or backend.run_tokens(...)
+
+``resolve`` picks the backend from the main input's family and ``device`` (None, "cpu" or
+"cuda") and returns it with ``x`` as that backend wants it: a NumPy array for the CPU, a
+Numba device array for CUDA.  The backend's entry points take ``out`` as the caller gave
+it and return results in the caller's family, without a copy:
 
 * NumPy in -> CPU kernels -> NumPy out;
 * a Numba device array (or a simulator one) -> CUDA kernels -> Numba device array;
-* CuPy / PyTorch CUDA arrays (anything with ``__cuda_array_interface__``) -> CUDA kernels
-  on a zero-copy Numba view -> the result wrapped back, zero-copy, as CuPy / torch;
+* a CuPy array / PyTorch CUDA tensor -> CUDA kernels on a zero-copy Numba view, run on the
+  library's current stream and device; results allocated by that library -> CuPy / torch;
+* any other ``__cuda_array_interface__`` object -> CUDA kernels -> Numba device array;
 * ``device="cuda"`` with NumPy input: copied to the GPU, Numba device array out;
   ``device="cpu"`` with a CUDA input: copied to the host, NumPy out.
 
-Backend modules are imported lazily, so ``import numbapool`` loads neither Numba's
-compiler nor the CUDA stack.  :func:`host_array` brings auxiliary arrays (masks, lengths,
-weights) to the host, where plans are built.
+CUDA entry points are called as ``run_x(plan, x, out, *rest, env=Env(...))``: a CUDA
+backend function must accept the ``env`` keyword (stream and result allocator, see
+:class:`numbapool._cuda.backend.Env`).  ``hasattr(backend, "run_tokens")`` says whether a
+backend has an entry point.  Backends are imported lazily, so ``import numbapool`` loads
+neither Numba's compiler nor the CUDA stack.  :func:`host_array` brings auxiliary arrays
+(masks, lengths, weights) to the host, where plans are built.
+
+>>> import numpy as np
+>>> backend, x = resolve(np.zeros((2, 3)))
+>>> backend.__name__, type(x).__name__
+('numbapool._cpu.backend', 'ndarray')
 """
 
 from __future__ import annotations
@@ -25,27 +40,11 @@ import sys
 import numpy as np
 
 DEVICES = (None, "cpu", "cuda")
+CUDA_FAMILIES = ("numba", "cupy", "torch", "cuda")
 
 
 def _backend(name):
     return importlib.import_module(f"numbapool._{name}.backend")
-
-
-def _family(x):
-    """'numpy', 'numba', 'cupy', 'torch', 'cuda' (another CUDA array) or None."""
-    if isinstance(x, np.ndarray):
-        return "numpy"
-    module = type(x).__module__.split(".")[0]
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(x, torch.Tensor):
-        return "torch" if x.is_cuda else "torch_cpu"
-    if module == "cupy":
-        return "cupy"
-    if module in ("numba", "numba_cuda") and hasattr(x, "copy_to_host"):
-        return "numba"  # simulator arrays too, which lack __cuda_array_interface__
-    if hasattr(x, "__cuda_array_interface__"):
-        return "cuda"
-    return None
 
 
 def _compat():
@@ -53,54 +52,186 @@ def _compat():
     return compat
 
 
-def _require_cuda():
+def _family(x):
+    """'numpy', 'numba', 'cupy', 'torch', 'torch_cpu', 'cuda' (another CUDA array) or None."""
+    if isinstance(x, np.ndarray):
+        return "numpy"
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported
+    if torch is not None and isinstance(x, torch.Tensor):
+        return "torch" if x.is_cuda else "torch_cpu"
+    try:
+        # Numba device arrays, real or simulated (which lack __cuda_array_interface__)
+        if getattr(x, "__cuda_ndarray__", False) is True and hasattr(x, "copy_to_host"):
+            return "numba"
+        cai = hasattr(x, "__cuda_array_interface__")
+    except Exception:  # a property that raises: not an array we can use
+        return None
+    if cai:
+        return "cupy" if type(x).__module__.split(".")[0] == "cupy" else "cuda"
+    return None
+
+
+def _require_cuda(why):
     compat = _compat()
     if not compat.available():
-        raise RuntimeError(f"CUDA was requested but is not available: {compat.why_unavailable()}")
+        raise RuntimeError(f"{why}, but CUDA is not available: {compat.why_unavailable()}")
     return compat
 
 
-def _to_numba(x, family):
-    """A contiguous Numba device view of a CUDA array of ``family`` (copying only if strided)."""
-    if family == "cupy":
-        import cupy
-        x = cupy.ascontiguousarray(x)
-    elif family == "torch":
-        x = x.contiguous()
-    return _compat().as_device_array(x)
+def _view(a, what):
+    """A zero-copy Numba view of a ``__cuda_array_interface__`` object."""
+    interface = a.__cuda_array_interface__
+    if any(s < 0 for s in interface.get("strides") or ()):
+        raise ValueError(f"{what} has negative strides, which Numba cannot view; pass a "
+                         "contiguous copy")
+    try:
+        return _compat().as_device_array(a)
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        raise TypeError(f"{what} ({type(a).__name__}, dtype {getattr(a, 'dtype', '?')}) "
+                        f"cannot be used as a CUDA array: {exc}") from None
 
 
-def _from_numba(arr, family):
-    """A Numba device result handed back as ``family``, without a copy."""
-    if family == "cupy":
-        import cupy
-        return cupy.asarray(arr)
-    if family == "torch":
+# --------------------------------------------------------------------------- array families
+
+
+class _NumbaFamily:
+    """Numba device arrays (and other CUDA arrays, whose results are Numba arrays)."""
+
+    allocates = False  # results come from Numba's allocator
+    label = "Numba device array"
+
+    def __init__(self, x=None):
+        self.device_id = None  # Numba's current device
+
+    def owns(self, a):
+        return _family(a) in ("numba", "cuda")
+
+    def input(self, a):
+        return a if _family(a) == "numba" else _view(a, "x")
+
+    def view(self, a):
+        return a if _family(a) == "numba" else _view(a, "out")
+
+    def stream(self):
+        return 0
+
+    def empty(self, shape, dtype):  # pragma: no cover - allocates is False
+        raise NotImplementedError
+
+
+class _TorchFamily:
+    """PyTorch CUDA tensors: results are torch tensors on the input's device and stream."""
+
+    allocates = True
+    label = "torch CUDA tensor"
+
+    def __init__(self, x):
         import torch
-        return torch.as_tensor(arr, device="cuda")
-    return arr
+        self._torch = torch
+        self.device = x.device
+        self.device_id = x.device.index
+
+    def owns(self, a):
+        return isinstance(a, self._torch.Tensor) and a.is_cuda
+
+    def input(self, a):
+        # detach: tensors that require grad refuse __cuda_array_interface__ (no autograd here)
+        return _view(a.detach().contiguous(), "x")
+
+    def view(self, a):
+        return _view(a.detach(), "out")
+
+    def stream(self):
+        handle = self._torch.cuda.current_stream(self.device).cuda_stream
+        return _compat().external_stream(handle) if handle else 0
+
+    def empty(self, shape, dtype):
+        like = self._torch.from_numpy(np.empty(0, dtype))  # numpy dtype -> torch dtype
+        return self._torch.empty(shape, dtype=like.dtype, device=self.device)
+
+
+class _CupyFamily:
+    """CuPy arrays: results are CuPy arrays on the input's device and current stream."""
+
+    allocates = True
+    label = "CuPy array"
+
+    def __init__(self, x):
+        import cupy
+        self._cupy = cupy
+        self.device_id = x.device.id
+
+    def owns(self, a):
+        return isinstance(a, self._cupy.ndarray)
+
+    def input(self, a):
+        return _view(self._cupy.ascontiguousarray(a), "x")
+
+    def view(self, a):
+        return _view(a, "out")
+
+    def stream(self):
+        handle = self._cupy.cuda.get_current_stream().ptr
+        return _compat().external_stream(handle) if handle else 0
+
+    def empty(self, shape, dtype):
+        with self._cupy.cuda.Device(self.device_id):
+            return self._cupy.empty(shape, dtype)
+
+
+FAMILIES = {"numba": _NumbaFamily, "cuda": _NumbaFamily, "torch": _TorchFamily,
+            "cupy": _CupyFamily}
 
 
 class _CudaBackend:
-    """The CUDA backend seen through a caller's array family (CuPy, torch or Numba)."""
+    """The CUDA backend seen through a caller's array family.
+
+    Attribute access returns the backend module's entry point wrapped so that ``out`` is
+    viewed as Numba arrays, the kernels run on the family's device and stream, results are
+    allocated by the family's library, and what is returned is the caller's objects.
+    """
 
     def __init__(self, module, family):
         self._module = module
         self._family = family
 
+    def _device(self):
+        return _compat().on_device(self._family.device_id)
+
     def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
         run = getattr(self._module, name)
+        family = self._family
 
         def call(plan, x, out, *rest):
-            # an out= of another family goes through unconverted, for the backend to reject
-            work = _map(out, lambda a: _to_numba(a, self._family)
-                        if _family(a) == self._family else a)
-            result = run(plan, x, work, *rest)
+            from ._cuda.backend import Env
+            made = {}
+
+            def empty(shape, dtype):
+                lib = family.empty(shape, dtype)
+                view = family.view(lib)
+                made[id(view)] = (view, lib)  # the view is kept alive, so ids stay unique
+                return view
+
+            work = _map(out, lambda a: _out_view(family, a))
+            with self._device():
+                env = Env(stream=family.stream(), empty=empty if family.allocates else None)
+                result = run(plan, x, work, *rest, env=env)
             if out is not None:
                 return out
-            return _map(result, lambda a: _from_numba(a, self._family))
+            return _map(result, lambda v: made[id(v)][1] if id(v) in made else v)
 
+        call.__name__ = name
         return call
+
+
+def _out_view(family, a):
+    """A Numba view of a caller's ``out`` array, which must be of the input's family."""
+    if not family.owns(a):
+        raise TypeError(f"out must be a CUDA array of the input's family ({family.label}); "
+                        f"got {type(a).__module__}.{type(a).__qualname__}")
+    return family.view(a)
 
 
 def _map(value, f):
@@ -111,41 +242,64 @@ def _map(value, f):
     return f(value)
 
 
+# --------------------------------------------------------------------------- public helpers
+
+
 def host_array(a, name):
-    """An auxiliary array (mask, lengths, weights, ...) as NumPy, wherever it lives."""
+    """An auxiliary array (mask, lengths, weights, ...) as NumPy, wherever it lives.
+
+    >>> host_array([1, 2], "lengths")
+    array([1, 2])
+    """
     if a is None or isinstance(a, np.ndarray):
         return a
     family = _family(a)
-    if family in ("numba", "cupy", "torch", "cuda"):
-        if family == "torch":
-            return a.detach().cpu().numpy()
-        if family == "cupy":
-            return a.get()
-        return _to_numba(a, family).copy_to_host()
+    if family == "torch":
+        return a.detach().cpu().numpy()
     if family == "torch_cpu":
         return a.detach().numpy()
+    if family == "cupy":
+        return a.get()
+    if family == "numba":
+        return a.copy_to_host()
+    if family == "cuda":
+        _require_cuda(f"{name} is a CUDA array")
+        return _view(a, name).copy_to_host()
     return np.asarray(a)
 
 
 def resolve(x, device=None):
-    """Pick the backend for main input ``x`` and the requested ``device``."""
-    if device not in DEVICES:
+    """``(backend, x)``: the backend for main input ``x`` and ``device``, and ``x`` for it.
+
+    >>> import numpy as np
+    >>> resolve(np.ones(3), device="cpu")[0].__name__
+    'numbapool._cpu.backend'
+    >>> resolve([1.0, 2.0])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: x must be a NumPy ndarray or a CUDA array ...
+    """
+    if not (device is None or (isinstance(device, str) and device in DEVICES)):
         raise ValueError(f"device must be None, 'cpu' or 'cuda'; got {device!r}")
     family = _family(x)
     if family == "numpy":
         if device == "cuda":
-            compat = _require_cuda()
-            return _CudaBackend(_backend("cuda"), "numba"), compat.to_device(x)
+            compat = _require_cuda("device='cuda' was requested")
+            return _CudaBackend(_backend("cuda"), _NumbaFamily()), compat.to_device(x)
         return _backend("cpu"), x
-    if family in ("numba", "cupy", "torch", "cuda"):
+    if family in CUDA_FAMILIES:
         if device == "cpu":
             return _backend("cpu"), host_array(x, "x")
-        _require_cuda()
-        return _CudaBackend(_backend("cuda"), family), _to_numba(x, family)
+        _require_cuda(f"x is a CUDA array ({type(x).__name__})")
+        adapter = FAMILIES[family](x)
+        backend = _CudaBackend(_backend("cuda"), adapter)
+        with backend._device():
+            return backend, adapter.input(x)
     if family == "torch_cpu":
-        raise TypeError("x is a CPU torch.Tensor; pass x.numpy() (no copy) or a CUDA tensor")
+        raise TypeError("x is a CPU torch.Tensor; pass x.numpy() (no copy) for the CPU "
+                        "kernels, or a CUDA tensor for the GPU ones")
     raise TypeError(
-        f"x must be a NumPy ndarray or a CUDA array (Numba device array, CuPy, torch CUDA "
-        f"tensor); got {type(x).__module__}.{type(x).__qualname__} (convert lists and other "
-        "array-likes with numpy.asarray)"
+        f"x must be a NumPy ndarray or a CUDA array (Numba device array, CuPy array, torch "
+        f"CUDA tensor); got {type(x).__module__}.{type(x).__qualname__} (convert lists and "
+        "other array-likes with numpy.asarray)"
     )

@@ -1,4 +1,9 @@
-"""The dispatcher in a process without CUDA: families, device=, errors, lazy imports."""
+"""The dispatcher in an ordinary process: families, device=, errors, lazy imports, info().
+
+What needs CUDA (or its simulator) to run is in test_cuda_sim.py.  The last test compiles
+every CUDA kernel specialisation to PTX for a real GPU where libNVVM is installed (no GPU
+needed), and skips elsewhere.
+"""
 
 import os
 import subprocess
@@ -8,41 +13,87 @@ import numpy as np
 import pytest
 
 import numbapool as nbp
+from numbapool import dispatch
 
 NO_CUDA = not nbp.cuda_available()
+needs_no_cuda = pytest.mark.skipif(not NO_CUDA, reason="CUDA (or its simulator) is available")
 
 
 def test_numpy_in_numpy_out():
-    x = np.ones((2, 3, 4, 4), np.float32)
-    assert isinstance(nbp.max_pool2d(x, 2), np.ndarray)
-    assert isinstance(nbp.max_pool2d(x, 2, device="cpu"), np.ndarray)
+    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+    for device in (None, "cpu"):
+        assert isinstance(nbp.avg_pool2d(x, 2, device=device), np.ndarray)
+        v, i = nbp.max_pool2d(x, 2, return_indices=True, device=device)
+        assert isinstance(v, np.ndarray) and isinstance(i, np.ndarray)
+    np.testing.assert_array_equal(nbp.max_pool2d(x, 2, device="cpu"), nbp.max_pool2d(x, 2))
+    out = np.empty((1, 2, 2, 2), np.float32)
+    assert nbp.max_pool2d(x, 2, device="cpu", out=out) is out
 
 
-@pytest.mark.skipif(not NO_CUDA, reason="CUDA is available here")
+def test_resolve_interface():
+    x = np.zeros((2, 3))
+    backend, same = dispatch.resolve(x)
+    assert same is x and callable(backend.run_spatial)
+    assert dispatch.resolve(x, "cpu")[0] is backend
+    assert dispatch.host_array(None, "mask") is None
+    np.testing.assert_array_equal(dispatch.host_array([1, 2], "lengths"), [1, 2])
+
+
+@needs_no_cuda
 def test_cuda_requested_but_absent():
-    with pytest.raises(RuntimeError, match="CUDA was requested but is not available"):
-        nbp.max_pool2d(np.ones((1, 1, 4, 4), np.float32), 2, device="cuda")
+    x = np.ones((1, 1, 4, 4), np.float32)
+    with pytest.raises(RuntimeError, match="device='cuda' was requested, but CUDA is not "
+                                           "available") as info:
+        nbp.max_pool2d(x, 2, device="cuda")
+    message = str(info.value)
+    assert "NUMBA_ENABLE_CUDASIM" in message or "numbapool[cuda]" in message
 
 
-@pytest.mark.parametrize("bad,exc,fragment", [
-    ([[1.0, 2.0]], TypeError, "NumPy ndarray or a CUDA array"),
-    ("abc", TypeError, "NumPy ndarray"),
-    (None, TypeError, "NumPy ndarray"),
+class _ForeignCudaArray:
+    """Looks like another library's CUDA array (only the interface is there)."""
+
+    shape, dtype, ndim = (1, 1, 4, 4), np.dtype(np.float32), 4
+    __cuda_array_interface__ = {"shape": (1, 1, 4, 4), "typestr": "<f4", "data": (0, False),
+                                "version": 3, "strides": None}
+
+
+@needs_no_cuda
+def test_cuda_array_without_cuda():
+    with pytest.raises(RuntimeError, match="x is a CUDA array .* CUDA is not available"):
+        nbp.max_pool2d(_ForeignCudaArray(), 2)
+
+
+class _BrokenInterface:
+    @property
+    def __cuda_array_interface__(self):
+        raise TypeError("not on a GPU")
+
+
+@pytest.mark.parametrize("bad,fragment", [
+    ([[1.0, 2.0]], "NumPy ndarray or a CUDA array"),
+    ("abc", "got builtins.str"),
+    (None, "got builtins.NoneType"),
+    ({"a": 1}, "numpy.asarray"),
+    (_BrokenInterface(), "NumPy ndarray or a CUDA array"),
 ])
-def test_unsupported_inputs(bad, exc, fragment):
-    with pytest.raises(exc, match=fragment):
+def test_unsupported_inputs(bad, fragment):
+    with pytest.raises(TypeError, match=fragment):
         nbp.max_pool(bad, (2,))
 
 
-def test_bad_device_value():
+@pytest.mark.parametrize("device", ["gpu", "CUDA", 0, "cuda:0", ("cuda",)])
+def test_bad_device_value(device):
     with pytest.raises(ValueError, match="device must be None, 'cpu' or 'cuda'"):
-        nbp.max_pool2d(np.ones((1, 1, 4, 4)), 2, device="gpu")
+        nbp.max_pool2d(np.ones((1, 1, 4, 4)), 2, device=device)
 
 
 def test_torch_cpu_tensor_is_refused_with_advice():
     torch = pytest.importorskip("torch")
-    with pytest.raises(TypeError, match=r"x.numpy\(\)"):
-        nbp.max_pool2d(torch.ones(1, 1, 4, 4), 2)
+    for device in (None, "cpu", "cuda"):
+        with pytest.raises(TypeError, match=r"CPU torch.Tensor; pass x.numpy\(\)"):
+            nbp.max_pool2d(torch.ones(1, 1, 4, 4), 2, device=device)
+    # auxiliary arrays may be CPU tensors
+    np.testing.assert_array_equal(dispatch.host_array(torch.tensor([1, 2]), "lengths"), [1, 2])
 
 
 def test_info_and_cuda_available():
@@ -50,16 +101,85 @@ def test_info_and_cuda_available():
     for key in ("numba", "threading_layer", "threads", "cuda_available", "cuda_device",
                 "cuda_simulator"):
         assert key in info
-    assert info["cuda_available"] == nbp.cuda_available()
+    assert info["cuda_available"] is nbp.cuda_available()
     assert isinstance(info["threads"], int) and info["threads"] >= 1
+    assert isinstance(info["cuda_simulator"], bool)
+    if NO_CUDA:
+        assert info["cuda_device"] is None and info["cuda_simulator"] is False
 
 
 def test_import_is_light():
     """``import numbapool`` compiles nothing: it imports neither Numba nor the CUDA stack."""
     code = ("import sys, numbapool; "
-            "print(any(m == 'numba' or m.startswith(('numba.', 'numba_cuda')) "
-            "for m in sys.modules))")
+            "print(sorted(m for m in sys.modules if m == 'numba' or m.startswith("
+            "('numba.', 'numba_cuda', 'numbapool._cuda', 'cuda'))))")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout.strip()
-    assert out == "False"
+    assert out == "[]"
+
+
+# --------------------------------------------------------------------------- PTX for real GPUs
+
+INTS = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"]
+FLOATS = ["float16", "float32", "float64"]
+
+
+def _ptx_compiler(monkeypatch):
+    """``compile(pyfunc, signature)`` to PTX, or a skip where libNVVM is missing."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        pytest.skip("the simulator compiles nothing")
+    try:
+        from numba import cuda
+        import numba.cuda.dispatcher
+        cc = (9, 0)
+        if cuda.is_available():
+            cc = cuda.get_current_device().compute_capability
+        else:
+            class _Device:  # device functions ask the current device's compute capability
+                compute_capability = cc
+
+            monkeypatch.setattr(numba.cuda.dispatcher, "get_current_device", _Device)
+        cuda.compile_ptx(lambda a: None, (cuda.types.float32[::1],), cc=cc)
+    except Exception as exc:  # no numba-cuda, or no libNVVM
+        pytest.skip(f"cannot compile PTX here: {type(exc).__name__}")
+    return lambda func, sig: cuda.compile_ptx(func, sig, cc=cc)
+
+
+def test_kernels_compile_for_a_real_gpu(monkeypatch):
+    """Every kernel type the spatial ops launch compiles for a GPU (the simulator runs
+    Python, so this is what checks the kernels against Numba's CUDA type system)."""
+    compile_ptx = _ptx_compiler(monkeypatch)
+    import numba
+    from numbapool._cuda import backend, strided
+
+    launches = []
+
+    class _Capture:
+        def run_spatial(self, plan, x, out, shape):
+            xc = np.zeros(plan.canonical_in_shape, x.dtype)
+            vc = np.zeros(plan.canonical_out_shape, plan.out_dtype)
+            ic = np.zeros(plan.canonical_out_shape if plan.return_indices else (0, 0, 0),
+                          np.int64)
+            tables = backend.spatial_tables(plan, lambda a: a)
+            launches.append(backend.spatial_launch(plan, xc, vc, ic, tables))
+
+    monkeypatch.setattr(dispatch, "resolve", lambda x, device=None: (_Capture(), x))
+    for dtype in INTS + FLOATS:
+        for layout in ("channels_first", "channels_last"):
+            x = np.zeros((2, 3, 6, 5), dtype)
+            nbp.max_pool2d(x, 2, return_indices=True, layout=layout)
+            nbp.min_pool(x, (2, 2, 2), layout=layout, nan_policy="omit")
+            nbp.avg_pool2d(x, 3, 2, 1, layout=layout, divisor_override=2)
+            nbp.adaptive_avg_pool2d(x, 3, layout=layout)
+            if dtype in FLOATS:
+                nbp.lp_pool2d(x, 2.0, 2, layout=layout)
+                nbp.gem_pool(x, layout=layout)
+    signatures = {(kernel.py_func, tuple(numba.typeof(a) for a in args))
+                  for kernel, args in launches}
+    for func, sig in signatures:
+        _, restype = compile_ptx(func, sig)
+        assert str(restype) == "none"
+    for dtype in INTS + FLOATS:
+        a = numba.types.Array(numba.from_dtype(np.dtype(dtype)), strided.DIMS, "A")
+        compile_ptx(strided._copy_kernel.py_func, (a, a))

@@ -1,101 +1,228 @@
-"""The CUDA backend: allocates device results, moves plan tables over, launches kernels.
+"""The CUDA backend: checks and allocates device results, moves plan tables over, launches.
 
-Inputs arrive as Numba device arrays (the dispatcher wraps CuPy/torch arrays without a
-copy); results are Numba device arrays, which the dispatcher hands back in the caller's
-family.
+Entry points take Numba device arrays (the dispatcher wraps CuPy/torch arrays without a
+copy) and an optional :class:`Env` saying which stream to run on and how to allocate
+results (with the caller's library, so that they can be handed back without a copy).
+They return Numba device arrays; the dispatcher maps them back to the caller's family.
+
+``run_spatial(plan, x, out, result_shape, env=None)`` has the CPU backend's contract:
+``out`` (or a ``(values, indices)`` pair with ``return_indices``) is checked for family,
+shape, dtype and overlap with the input, and is what gets returned; ``run_tokens(plan,
+hidden, out, inputs, env=None)`` is the same for token pooling.
+
+Per call, the window tables go to the device in one int64 and (sums only) one float64
+transfer; nothing comes back to the host until the caller asks.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
 from ..plan import FINISHES, TRANSFORMS
-from . import compat
+from . import compat, strided
 from . import spatial as _spatial
+from . import tokens as _tokens
 
 
-def contiguous(x):
-    """A C-contiguous device array with ``x``'s values.
+@dataclass(frozen=True)
+class Env:
+    """Where a call runs: a Numba stream (0: the default stream) and a result allocator.
 
-    Numba device arrays have no device-side strided copy; the rare strided Numba input
-    takes a trip through the host (CuPy and torch inputs are made contiguous on the device
-    by the dispatcher).
+    ``empty(shape, dtype)`` must return a C-contiguous Numba device array (possibly a view
+    of another library's allocation).
     """
-    if x.is_c_contiguous():
-        return x
-    return compat.to_device(x.copy_to_host())
+
+    stream: object = 0
+    empty: Callable | None = None
+
+    def alloc(self, shape, dtype):
+        if self.empty is not None:
+            return self.empty(tuple(shape), np.dtype(dtype))
+        return compat.device_empty(shape, dtype, stream=self.stream)
 
 
-def _device_range(a):
-    """(start, end) byte addresses of a device array, for overlap checks."""
-    if compat.simulator():
-        host = a._ary if hasattr(a, "_ary") else np.asarray(a)
-        start = host.__array_interface__["data"][0]
-    else:
-        start = a.__cuda_array_interface__["data"][0]
-    return start, start + a.size * a.dtype.itemsize
+DEFAULT_ENV = Env()
 
 
-def check_out(out, shape, dtype, inputs, name):
-    """Validate a preallocated device result (family, shape, dtype, no overlap)."""
+def check_out(out, shape, dtype, inputs, name="out"):
+    """Validate a preallocated device result: family, exact shape and dtype, no overlap."""
     if not compat.is_device_array(out):
-        raise TypeError(f"{name} must be a CUDA array like the input; got {type(out).__name__}")
+        raise TypeError(f"{name} must be a CUDA array of the input's family for CUDA input; "
+                        f"got {type(out).__module__}.{type(out).__qualname__}")
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"{name} has shape {tuple(out.shape)}; expected {tuple(shape)}")
     if np.dtype(out.dtype) != np.dtype(dtype):
         raise TypeError(f"{name} has dtype {np.dtype(out.dtype)}; expected {np.dtype(dtype)}")
-    if not out.is_c_contiguous():
-        raise ValueError(f"{name} must be C-contiguous on the device")
-    o0, o1 = _device_range(out)
+    o0, o1 = compat.extent(out)
     for a in inputs:
-        a0, a1 = _device_range(a)
+        if a is None or not compat.is_device_array(a):
+            continue
+        a0, a1 = compat.extent(a)
         if a0 < o1 and o0 < a1:
-            raise ValueError(f"{name} overlaps an input; pass a separate array")
+            raise ValueError(f"{name} overlaps an input array; pass a separate result array")
     return out
 
 
-def _result(out, shape, dtype, inputs, name):
+def _result(out, shape, dtype, inputs, name, env):
+    """``(work, ret)``: a C-contiguous device array to compute into, and the one to return."""
     if out is None:
-        return compat.device_empty(shape, dtype)
-    return check_out(out, shape, dtype, inputs, name)
+        arr = env.alloc(shape, dtype)
+        return arr, arr
+    check_out(out, shape, dtype, inputs, name)
+    if out.is_c_contiguous():
+        return out, out
+    return compat.device_empty(shape, dtype, stream=env.stream), out
 
 
-def _tables_on_device(plan):
+def _finish_out(work, ret, env):
+    if work is not ret:
+        strided.copy(work, ret, env.stream)
+
+
+def spatial_tables(plan, put):
+    """The plan's window tables as views of one int64 (and one float64) array.
+
+    ``put`` moves a host array to where the kernels read it (``compat.to_device``; the
+    identity for compile checks), so each call makes one or two small transfers.
+    """
     t = plan.tables
-    to = compat.to_device
-    return dict(o_first=to(t["o_first"]), o_count=to(t["o_count"]), o_step=to(t["o_step"]),
-                ishape=to(t["ishape"]), oshape=to(t["oshape"]), l_first=to(t["l_first"]),
-                l_count=to(t["l_count"]), l_step=t["l_step"], o_div=to(t["o_div"]),
-                l_div=to(t["l_div"]))
+    n_outer, width = t["o_first"].shape
+    ishape = t["ishape"]
+    row_stride = np.ones(n_outer, np.int64)
+    for a in range(n_outer - 2, -1, -1):
+        row_stride[a] = row_stride[a + 1] * ishape[a + 1]
+    o_axes = np.stack([t["o_step"], row_stride, t["oshape"]], axis=1)
+    parts = [t["o_first"], t["o_count"], o_axes, t["l_first"], t["l_count"]]
+    ints = put(np.concatenate([np.ravel(p).astype(np.int64) for p in parts]))
+    cut = np.cumsum([0] + [p.size for p in parts])
+    views = [ints[int(cut[i]):int(cut[i + 1])].reshape(p.shape) for i, p in enumerate(parts)]
+    tables = dict(zip(("o_first", "o_count", "o_axes", "l_first", "l_count"), views))
+    if plan.reducer == "sum":
+        divs = put(np.concatenate([t["o_div"].ravel(), t["l_div"]]).astype(np.float64))
+        tables["o_div"] = divs[: n_outer * width].reshape(n_outer, width)
+        tables["l_div"] = divs[n_outer * width:]
+    return tables
 
 
-def run_spatial(plan, x, out, result_shape):
-    """Pool device array ``x`` according to ``plan``; device result(s) shaped ``result_shape``."""
-    if plan.ndim - 1 > _spatial.MAX_OUTER_AXES:
-        raise ValueError(f"the CUDA kernels pool at most {_spatial.MAX_OUTER_AXES + 1} spatial "
-                         f"dimensions; got {plan.ndim}")
+def spatial_launch(plan, xc, vc, ic, tables):
+    """``(kernel, args)`` of a spatial pool over canonical views ``xc`` -> ``vc`` (``ic``).
+
+    ``ic`` is the int64 index view, or an empty int64 placeholder when there are no indices
+    (so one compiled kernel serves both).
+    """
+    t = tables
+    geo = (t["o_first"], t["o_count"], t["o_axes"], t["l_first"], t["l_count"],
+           int(plan.tables["l_step"]))
+    if plan.reducer in ("max", "min"):
+        dtype = plan.out_dtype  # the input's
+        one = np.float32(1) if dtype == np.float16 else dtype.type(1)
+        return _spatial.extreme_kernel, (xc, vc, ic, *geo, one, plan.channels,
+                                         plan.reducer == "min", plan.omit_nan,
+                                         plan.return_indices)
+    return _spatial.sum_kernel, (xc, vc, *geo, t["o_div"], t["l_div"], plan.channels,
+                                 plan.acc_dtype.type(0), TRANSFORMS[plan.transform],
+                                 float(plan.power), float(plan.eps), FINISHES[plan.finish],
+                                 plan.omit_nan, float(plan.divisor_override))
+
+
+def run_spatial(plan, x, out, result_shape, env=None):
+    """Pool device array ``x`` by ``plan``; device result(s) shaped ``result_shape``."""
+    env = env or DEFAULT_ENV
     if plan.return_indices:
-        if out is not None and not (isinstance(out, tuple) and len(out) == 2):
-            raise TypeError("with return_indices=True, out must be a (values, indices) pair")
-        out_v, out_i = out if out is not None else (None, None)
-        values = _result(out_v, result_shape, plan.out_dtype, (x,), "out[0]")
-        indices = _result(out_i, result_shape, np.int64, (x, values), "out[1]")
-    else:
-        values = _result(out, result_shape, plan.out_dtype, (x,), "out")
-        indices = None
-    if values.size:
-        xc = contiguous(x).reshape(plan.canonical_in_shape)
-        vc = values.reshape(plan.canonical_out_shape)
-        t = _tables_on_device(plan)
-        geo = (t["o_first"], t["o_count"], t["o_step"], t["ishape"], t["oshape"],
-               t["l_first"], t["l_count"], t["l_step"])
-        if plan.reducer in ("max", "min"):
-            ic = vc if indices is None else indices.reshape(plan.canonical_out_shape)
-            compat.launch(_spatial.extreme_kernel, vc.size, xc, vc, ic, *geo, plan.channels,
-                          plan.reducer == "min", plan.omit_nan, indices is not None)
+        if out is None:
+            out_v = out_i = None
+        elif isinstance(out, tuple) and len(out) == 2:
+            out_v, out_i = out
         else:
-            compat.launch(_spatial.sum_kernel, vc.size, xc, vc, *geo, t["o_div"], t["l_div"],
-                          plan.channels, plan.acc_dtype.type(0), TRANSFORMS[plan.transform],
-                          float(plan.power), float(plan.eps), FINISHES[plan.finish],
-                          plan.omit_nan, float(plan.divisor_override))
-    return (values, indices) if plan.return_indices else values
+            raise TypeError("with return_indices=True, out must be a (values, indices) pair")
+        work_v, ret_v = _result(out_v, result_shape, plan.out_dtype, (x,), "out[0]", env)
+        work_i, ret_i = _result(out_i, result_shape, np.int64, (x, ret_v), "out[1]", env)
+    else:
+        work_v, ret_v = _result(out, result_shape, plan.out_dtype, (x,), "out", env)
+        work_i = ret_i = None
+    if work_v.size:
+        xc = strided.contiguous(x, env.stream).reshape(plan.canonical_in_shape)
+        vc = work_v.reshape(plan.canonical_out_shape)
+        if work_i is None:
+            ic = compat.device_empty((0, 0, 0), np.int64, stream=env.stream)
+        else:
+            ic = work_i.reshape(plan.canonical_out_shape)
+        tables = spatial_tables(plan, lambda a: compat.to_device(a, env.stream))
+        kernel, args = spatial_launch(plan, xc, vc, ic, tables)
+        compat.launch(kernel, vc.size, *args, stream=env.stream)
+        _finish_out(work_v, ret_v, env)
+        if work_i is not None:
+            _finish_out(work_i, ret_i, env)
+    return (ret_v, ret_i) if plan.return_indices else ret_v
+
+
+# --------------------------------------------------------------------------- token pooling
+
+#: Features per block (a warp's worth: one coalesced read per token) and token lanes per
+#: block of the token kernel; small D gives fewer features and more lanes per block.
+TOKEN_FEATURES = 32
+TOKEN_LANES = 8
+
+
+def _device_views(arrays):
+    """The CUDA arrays among ``arrays`` as Numba views (for the overlap check of ``out``)."""
+    views = []
+    for a in arrays:
+        if a is None or isinstance(a, np.ndarray):
+            continue
+        try:
+            views.append(compat.as_device_array(a))
+        except Exception:  # not a CUDA array (a list, a CPU tensor): cannot overlap
+            continue
+    return views
+
+
+def token_sequences(plan):
+    """``(first, count, positions, indexed)`` of the plan's sequences, on the host."""
+    if plan.mask is not None:
+        from .._cpu.tokens import mask_runs  # the host-side planner both backends use
+        return mask_runs(plan.mask)
+    if plan.packed:
+        return plan.first, plan.count, np.zeros(0, np.int64), False
+    return (np.zeros(plan.batch, np.int64), np.full(plan.batch, plan.length, np.int64),
+            np.zeros(0, np.int64), False)
+
+
+def token_block(features):
+    """``(TX, TY)``: features and token lanes of one block of the token kernel."""
+    tx = max(1, min(TOKEN_FEATURES, features))
+    ty = max(1, min(TOKEN_LANES * TOKEN_FEATURES, _tokens.MAX_THREADS) // tx)
+    return tx, ty
+
+
+def run_tokens(plan, hidden, out, inputs, env=None):
+    """Pool device array ``hidden`` by a :class:`~numbapool.tokens.TokenPlan`."""
+    env = env or DEFAULT_ENV
+    work, ret = _result(out, plan.out_shape, plan.out_dtype,
+                        [hidden] + _device_views(inputs), "out", env)
+    if work.size:
+        first, count, positions, indexed = token_sequences(plan)
+        D = plan.features
+        rows = strided.contiguous(hidden, env.stream).reshape(-1, D)
+        cut = np.cumsum([0, first.size, count.size, positions.size, plan.codes.size])
+        ints = compat.to_device(np.concatenate([first, count, positions, plan.codes])
+                                .astype(np.int64), env.stream)
+        first_d, count_d, pos_d, codes_d = (ints[int(cut[i]):int(cut[i + 1])] for i in range(4))
+        coefs = compat.to_device(np.concatenate([plan.weights, plan.scores, [0.0]]), env.stream)
+        n_w = plan.weights.size
+        weights_d = coefs[:n_w]
+        scores_d = coefs[n_w:n_w + plan.scores.size]
+        needs = tuple(bool(np.isin(plan.codes, group).any()) for group in _tokens.NEEDS)
+        sb = 0 if plan.packed else plan.length
+        tx, ty = token_block(D)
+        compat.launch_blocks(
+            _tokens.token_kernel, plan.batch * (-(-D // tx)), tx * ty,
+            rows, work, first_d, count_d, pos_d, bool(indexed), sb, weights_d, scores_d,
+            plan.coef_stride, codes_d, needs, plan.omit_nan, plan.acc_dtype.type(1), tx, ty,
+            stream=env.stream)
+        _finish_out(work, ret, env)
+    return ret
+
