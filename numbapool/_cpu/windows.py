@@ -196,9 +196,34 @@ def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
 
         return unrolled
 
+    lanes = 8 if _literal(op, "op") == OP_SUM else 1
+
     def impl(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
         dst = obuf[lo:hi]
         src = buf[lo * s + off:]
+        if (hi - lo) * 8 < k:
+            # few long windows (global pools, wide adaptive ones): window-major, since
+            # the tap-major loop's view per tap would cost more than the tap's work.  Sums
+            # keep `lanes` partial sums (one vector add per block of taps, where a single
+            # running sum waits on every add); max/min keep the taps' order.
+            part = np.zeros(lanes, buf.dtype)
+            for i in range(hi - lo):
+                win = src[i * s:]
+                m = win[0]
+                j = 1
+                if lanes > 1 and d == 1 and k > 2 * lanes:
+                    part[:] = 0
+                    while j + lanes <= k:
+                        blk = win[j:j + lanes]
+                        for u in range(lanes):
+                            part[u] += blk[u]
+                        j += lanes
+                    for u in range(lanes):
+                        m += part[u]
+                for j in range(j, k):
+                    m = combine(m, win[j * d], is_min, omit)
+                dst[i] = m
+            return
         for i in range(hi - lo):
             dst[i] = src[i * s]
         for j in range(1, k):
@@ -413,7 +438,17 @@ def _rows_sum(x, p, buf, nbuf, geo, ov, jv, acc_zero, transform, power, eps, omi
     if not plain:
         buf[:] = acc_zero
         nbuf[:] = 0
-    for k in range(_window_rows(o_count, ov)):
+    n_rows = _window_rows(o_count, ov)
+    if plain and n_rows == 3 and ov.shape[0] == 1:
+        # the 3-row windows of 3x3 pools in one pass: 3 loads and a store per element,
+        # where a pass per row makes 5 loads and 3 stores
+        r0 = o_first[0, ov[0]]
+        s = o_step[0]
+        a, b, c = x[p, r0], x[p, r0 + s], x[p, r0 + 2 * s]
+        for e in range(buf.shape[0]):
+            buf[e] = (acc_zero + load(a, e)) + load(b, e) + load(c, e)
+        return
+    for k in range(n_rows):
         src = x[p, _window_row(k, jv, o_first, o_step, o_count, ishape, ov)]
         if plain and k == 0:  # the first row is loaded, not added to zeros: one pass less
             for e in range(buf.shape[0]):
