@@ -19,3 +19,14 @@ def torch_cpu():
     torch = pytest.importorskip("torch")
     torch.set_num_threads(__import__("numba").get_num_threads())
     return torch
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record Numba's thread count and threading layer (known once a kernel has run)."""
+    import numba
+
+    machine_info["numba_threads"] = numba.get_num_threads()
+    try:
+        machine_info["numba_threading_layer"] = numba.threading_layer()
+    except ValueError:  # no parallel kernel ran in this session
+        pass

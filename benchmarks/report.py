@@ -58,16 +58,14 @@ def machine_lines(data):
         except ImportError:
             pass
     import numba
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel region has run in this process
-        layer = numba.config.THREADING_LAYER
+    threads = m.get("numba_threads", numba.get_num_threads())
+    layer = m.get("numba_threading_layer", numba.config.THREADING_LAYER)
     return [
         f"- date: {data.get('datetime', '?')[:19]}",
         f"- machine: {cpu.get('brand_raw', platform.processor() or '?')}, "
         f"{cpu.get('count', '?')} logical cores, {m.get('system', '?')} {m.get('release', '')}",
         f"- Python {m.get('python_version', platform.python_version())}; " + ", ".join(versions),
-        f"- threads: numba {numba.get_num_threads()} (layer {layer}); "
+        f"- threads: numba {threads} (threading layer {layer}); "
         "torch set to the same count",
     ]
 
@@ -108,6 +106,8 @@ def main(argv=None):
     parser.add_argument("json", type=Path)
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--png", type=Path, default=HERE / "results.png")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also replace the table between the results markers of this file")
     args = parser.parse_args(argv)
     data = json.loads(args.json.read_text())
     rows = rows_from_json(data)
@@ -126,6 +126,23 @@ def main(argv=None):
         print("matplotlib is not installed: no chart")
     args.out.write_text("\n".join(text))
     print(f"wrote {args.out}")
+    if args.readme is not None:
+        update_readme(args.readme, rows, machine_lines(data))
+        print(f"updated {args.readme}")
+
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_readme(path, rows, machine):
+    """Put the results table (and the machine it ran on) between the markers of ``path``."""
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{path} has no {START} ... {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    body = "\n".join(["", *machine, "", format_table(rows), ""])
+    path.write_text(head + START + body + END + tail)
 
 
 if __name__ == "__main__":
