@@ -52,6 +52,15 @@ def test_suite_and_report(tmp_path):
     text = md.read_text()
     for case in bench.cases(quick=True):
         assert f"| {case.name} |" in text
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results:start -->\nold table\n<!-- results:end -->\ntail\n")
+    proc = subprocess.run([sys.executable, "benchmarks/report.py", str(out), "--out", str(md),
+                           "--png", str(tmp_path / "r.png"), "--readme", str(readme)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    updated = readme.read_text()
+    assert "old table" not in updated and updated.endswith("<!-- results:end -->\ntail\n")
+    assert "| max2d_k2_nchw |" in updated and "threading layer" in updated
 
 
 def test_cli_bench_quick():
