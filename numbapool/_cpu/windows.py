@@ -541,3 +541,32 @@ def sum_parallel(x, out, n_chunks, geo, o_div, l_div, C, acc_zero,
         sum_tasks(x, out, k * n_tasks // n_chunks, (k + 1) * n_tasks // n_chunks,
                   geo, o_div, l_div, C, acc_zero, transform, power, eps, finish, omit,
                   divisor_override)
+
+
+# --------------------------------------------------------------------------- whole planes
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def plane_mean_tasks(x, out, t0, t1, acc_zero):
+    """``out[p] = mean(x[p])`` for planes ``[t0, t1)`` of a C-contiguous ``(P, n)`` view.
+
+    Global average pooling of channels-first data, where a plane is one contiguous run:
+    ``reassoc`` (and no other fast-math flag: NaN and infinity keep their meaning) lets
+    LLVM keep several partial sums in vector registers, which the row-by-row stage A/B
+    path cannot (2x faster on 112x112 planes).
+    """
+    n = x.shape[1]
+    inv = 1.0 / n
+    for p in range(t0, t1):
+        row = x[p]
+        s = acc_zero
+        for e in range(n):
+            s += load(row, e)
+        store(out, p, s * inv)
+
+
+@njit(parallel=True, cache=True)
+def plane_mean_parallel(x, out, n_chunks, acc_zero):
+    P = x.shape[0]
+    for k in prange(n_chunks):
+        plane_mean_tasks(x, out, k * P // n_chunks, (k + 1) * P // n_chunks, acc_zero)
