@@ -48,6 +48,17 @@ def _outer_product(ro, table, o_axes, one):
 
 
 @jit(device=True)
+def _output_position(i, C, Wo, Ro):
+    """``(plane, output row, last-axis position, channel)`` of flat output index ``i``
+    (channel fastest, so consecutive threads take consecutive elements)."""
+    c = i % C
+    t = i // C
+    wo = t % Wo
+    t //= Wo
+    return t // Ro, t % Ro, wo, c
+
+
+@jit(device=True)
 def _row(k, ro, o_first, o_count, o_axes):
     """Flat input row of outer tap ``k`` (row-major over the outer axes) of output row ``ro``."""
     if o_axes.shape[0] == 1:  # 1-D and 2-D pools: evenly spaced rows, no divisions
@@ -80,12 +91,7 @@ def extreme_kernel(x, out, idx, o_first, o_count, o_axes, l_first, l_count, l_st
     Wo = WoC // C
     W = x.shape[2] // C
     for i in range(cuda.grid(1), P * Ro * WoC, cuda.gridsize(1)):
-        c = i % C
-        t = i // C
-        wo = t % Wo
-        t //= Wo
-        ro = t % Ro
-        p = t // Ro
+        p, ro, wo, c = _output_position(i, C, Wo, Ro)
         w0 = l_first[wo]
         taps = l_count[wo]
         r = _row(0, ro, o_first, o_count, o_axes)
@@ -118,12 +124,7 @@ def sum_kernel(x, out, o_first, o_count, o_axes, l_first, l_count, l_step, o_div
     P, Ro, WoC = out.shape
     Wo = WoC // C
     for i in range(cuda.grid(1), P * Ro * WoC, cuda.gridsize(1)):
-        c = i % C
-        t = i // C
-        wo = t % Wo
-        t //= Wo
-        ro = t % Ro
-        p = t // Ro
+        p, ro, wo, c = _output_position(i, C, Wo, Ro)
         w0 = l_first[wo]
         taps = l_count[wo]
         rows = _outer_product(ro, o_count, o_axes, 1)
