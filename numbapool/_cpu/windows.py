@@ -196,31 +196,16 @@ def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
 
         return unrolled
 
-    lanes = 8 if _literal(op, "op") == OP_SUM else 1
-
     def impl(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
         dst = obuf[lo:hi]
         src = buf[lo * s + off:]
         if (hi - lo) * 8 < k:
             # few long windows (global pools, wide adaptive ones): window-major, since
-            # the tap-major loop's view per tap would cost more than the tap's work.  Sums
-            # keep `lanes` partial sums (one vector add per block of taps, where a single
-            # running sum waits on every add); max/min keep the taps' order.
-            part = np.zeros(lanes, buf.dtype)
+            # the tap-major loop's view per tap would cost more than the tap's work
             for i in range(hi - lo):
                 win = src[i * s:]
                 m = win[0]
-                j = 1
-                if lanes > 1 and d == 1 and k > 2 * lanes:
-                    part[:] = 0
-                    while j + lanes <= k:
-                        blk = win[j:j + lanes]
-                        for u in range(lanes):
-                            part[u] += blk[u]
-                        j += lanes
-                    for u in range(lanes):
-                        m += part[u]
-                for j in range(j, k):
+                for j in range(1, k):
                     m = combine(m, win[j * d], is_min, omit)
                 dst[i] = m
             return

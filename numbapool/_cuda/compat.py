@@ -220,10 +220,7 @@ def grid_size(n_items: int) -> tuple[int, int]:
     """
     props = properties(current_device_id())
     tpb = max(1, min(THREADS_PER_BLOCK, props["max_threads_per_block"]))
-    resident = props["multiprocessors"] * max(1, props["max_threads_per_multiprocessor"] // tpb)
-    blocks = min(-(-n_items // tpb), WAVES * resident)
-    if MAX_BLOCKS is not None:
-        blocks = min(blocks, MAX_BLOCKS)
+    blocks = _capped_blocks(-(-n_items // tpb), tpb)
     if not _SIMULATOR:  # the simulator runs every thread of every block in Python
         blocks = max(blocks, MIN_BLOCKS)
     return max(1, blocks), tpb
@@ -245,10 +242,14 @@ def launch_blocks(kernel, n_work: int, threads: int, *args, stream=0):
     """
     if n_work <= 0:
         return
+    kernel[max(1, _capped_blocks(n_work, threads)), threads, stream](*args)
+
+
+def _capped_blocks(blocks: int, threads: int) -> int:
+    """``blocks`` capped at ``WAVES`` waves of the device's resident blocks of ``threads``
+    threads (and at ``MAX_BLOCKS``)."""
     props = properties(current_device_id())
     resident = props["multiprocessors"] * max(1, props["max_threads_per_multiprocessor"] // threads)
-    blocks = min(n_work, WAVES * resident)
-    if MAX_BLOCKS is not None:
-        blocks = min(blocks, MAX_BLOCKS)
-    kernel[max(1, blocks), threads, stream](*args)
+    blocks = min(blocks, WAVES * resident)
+    return blocks if MAX_BLOCKS is None else min(blocks, MAX_BLOCKS)
 
