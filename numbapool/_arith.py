@@ -27,6 +27,23 @@ def take(m, v, is_min, omit):
     return better | ((v != v) & (not omit)) | ((m != m) & omit)
 
 
+def ieee_take(m, v, is_min, omit):
+    """Whether ``v`` replaces the running extreme ``m`` under IEEE 754-2019 ordering.
+
+    The rule of token max/min: ``maximum``/``minimum`` under propagate (a NaN wins),
+    ``maximumNumber``/``minimumNumber`` under omit (a NaN never wins, a NaN start is
+    replaced).  -0 counts below +0, so equal values are interchangeable and a max or min
+    over many values does not depend on the order they are combined in.  Branch-free.
+    """
+    is_max = not is_min
+    tie = v == m
+    sv = math.copysign(1.0, v)
+    sm = math.copysign(1.0, m)
+    above = (v > m) | (tie & (sv > sm))
+    below = (v < m) | (tie & (sv < sm))
+    return (above & is_max) | (below & is_min) | ((v != v) & (not omit)) | ((m != m) & omit)
+
+
 def take_indexed(m, mi, v, vi, is_min, omit):
     """Like :func:`take`, but ties (and NaN against NaN) go to the smaller flat index.
 

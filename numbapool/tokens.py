@@ -193,7 +193,8 @@ def pool_tokens(hidden, attention_mask=None, mode="mean", *, weights=None, score
         padding (and masks with holes) all work.  ``None`` means every position is a token.
     mode : str or sequence of str
         One of ``"cls"`` (first token), ``"last"`` (last token), ``"mean"``, ``"sum"``,
-        ``"max"``, ``"min"``, ``"mean_sqrt_len"`` (sum / sqrt(n)), ``"weighted_mean"``
+        ``"max"``, ``"min"`` (IEEE 754-2019's, with -0 below +0: the same bits whatever
+        order the tokens are read in), ``"mean_sqrt_len"`` (sum / sqrt(n)), ``"weighted_mean"``
         (position weights 1..n: sentence-transformers' ``weightedmean`` under right padding),
         ``"weighted"`` (``sum(w x) / sum(w)`` with ``weights``; a zero total weight gives
         zeros) and ``"attention"`` (``sum(softmax(scores) x)``).  A sequence of modes is
@@ -258,7 +259,8 @@ def pool_tokens(hidden, attention_mask=None, mode="mean", *, weights=None, score
             "(convert integer states with hidden.astype(np.float32))"
         )
     names = _parse_modes(mode)
-    codes = np.array([MODE_CODES[n] for n in names], np.int64)
+    code_list = [MODE_CODES[n] for n in names]
+    codes = np.array(code_list, np.int64)
     if hidden.ndim == 3:
         for name, value in (("lengths", lengths), ("offsets", offsets)):
             if value is not None:
@@ -287,7 +289,7 @@ def pool_tokens(hidden, attention_mask=None, mode="mean", *, weights=None, score
     coefs = {}
     for name, value, wanted, nonneg in (("weights", weights, M_WEIGHTED, True),
                                         ("scores", scores, M_ATTENTION, False)):
-        used = bool((codes == wanted).any())
+        used = wanted in code_list
         mode_name = TOKEN_MODES[wanted]
         if used and value is None:
             raise ValueError(

@@ -348,6 +348,66 @@ def test_nan_omit_ignores_nans_and_all_nan_gives_nan():
     np.testing.assert_allclose(res[:, 0], [(1 + 9) / 4, (1 + 9) / 4, 2.0])
 
 
+def _same_bits(ours, ref):
+    """Equal values, NaN in the same places, and the same sign on every zero."""
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(np.signbit(ours), np.signbit(ref))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("kind", ["right", "holes"])
+@pytest.mark.parametrize("policy", ["propagate", "omit"])
+def test_max_and_min_order_signed_zeros_and_nans_as_ieee(dtype, kind, policy, force_parallel):
+    """Max/min follow IEEE 754-2019 (-0 < +0; NaN as nan_policy says) on every path: runs
+    read as streams with plain compares (and redone when unsure), short runs, holes,
+    packed input and sequences split across threads (force_parallel)."""
+    rng = np.random.default_rng(5)
+    batch, length, dim = 6, 45, 7
+    # mostly zeros of both signs, a few +-1 and NaNs, so that ties, zero extremes and NaNs
+    # land in streams, tails and split pieces
+    h = rng.choice([0.0, -0.0, 1.0, -1.0, np.nan], p=[0.4, 0.4, 0.07, 0.07, 0.06],
+                   size=(batch, length, dim)).astype(dtype)
+    h[0] = np.where(np.isnan(h[0]), 0.0, h[0])  # one batch row without NaNs
+    mask = _mask(rng, batch, length, kind)
+    modes = ["max", "min", "mean"]  # with the mean: the loop that sums and compares
+    ref = pool_tokens_ref(h, mask, modes, nan_policy=policy)
+    tokens, lengths, _, _ = _packed(h, mask)
+    for res in (pool_tokens(h, mask, modes, nan_policy=policy),
+                pool_tokens(tokens, lengths=lengths, mode=modes, nan_policy=policy)):
+        _same_bits(res[:, :2 * dim], ref[:, :2 * dim])
+        _close(res[:, 2 * dim:], ref[:, 2 * dim:], dtype)
+    _same_bits(pool_tokens(h, mask, "max", nan_policy=policy), ref[:, :dim])
+    _same_bits(pool_tokens(h, mask, ["min"], nan_policy=policy), ref[:, dim:2 * dim])
+    _same_bits(pool_tokens(h, mask, ["min", "max"], nan_policy=policy),
+               np.concatenate([ref[:, dim:2 * dim], ref[:, :dim]], axis=1))
+
+
+def test_ieee_extremes_agree_with_the_shared_rule():
+    """The CPU's IEEE max/min (LLVM intrinsics) and _arith.ieee_take (the CUDA kernel's
+    rule) pick the same value for every pair of special values."""
+    from numbapool import _arith
+    from numbapool._cpu import ieee
+
+    values = [0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan]
+    ops = [(ieee.maximum, False, False), (ieee.minimum, True, False),
+           (ieee.maximum_number, False, True), (ieee.minimum_number, True, True)]
+    for op, is_min, omit in ops:
+        for dtype in (np.float32, np.float64):
+            for a in values:
+                for b in values:
+                    got = op(dtype(a), dtype(b))
+                    rule = b if _arith.ieee_take(a, b, is_min, omit) else a
+                    _same_bits(np.array(got), np.array(rule, dtype))
+                    ref = _ref_extreme(np.array([[a], [b]]), is_min, omit)
+                    _same_bits(np.array(got, np.float64), ref)
+
+
+def _ref_extreme(x, is_min, omit):
+    from token_reference import _extreme
+
+    return _extreme(x, is_min, omit)[0]
+
+
 def test_float16_accumulates_in_float32():
     h = np.full((1, 4, 2), 60000, np.float16)  # their float16 sum would overflow
     np.testing.assert_array_equal(pool_tokens(h), np.full((1, 2), 60000, np.float16))

@@ -49,15 +49,22 @@ def _weighted(x, c, omit):
     return res
 
 
-def _extreme(x, fn, omit):
+def _extreme(x, is_min, omit):
+    """Max or min per feature, IEEE 754-2019 style: NaN wins (skipped under omit, NaN only
+    when every value is NaN), and -0 counts below +0."""
     res = np.empty(x.shape[1])
     for e in range(x.shape[1]):
         col = x[:, e]
         nan = np.isnan(col)
         if nan.all() or (nan.any() and not omit):
             res[e] = np.nan
-        else:
-            res[e] = fn(col[~nan])
+            continue
+        vals = col[~nan]
+        r = vals.min() if is_min else vals.max()
+        if r == 0:
+            negative = np.signbit(vals[vals == 0])
+            r = -0.0 if (negative.any() if is_min else negative.all()) else 0.0
+        res[e] = r
     return res
 
 
@@ -71,9 +78,9 @@ def pool_one(x, w, s, mode, omit):
     if mode == "last":
         return x[-1].copy()
     if mode == "max":
-        return _extreme(x, np.max, omit)
+        return _extreme(x, False, omit)
     if mode == "min":
-        return _extreme(x, np.min, omit)
+        return _extreme(x, True, omit)
     counts = (~np.isnan(x)).sum(axis=0) if omit else np.full(d, n)
     total = np.where(counts > 0, np.nansum(x, axis=0), np.nan) if omit else x.sum(axis=0)
     if mode == "sum":

@@ -66,7 +66,7 @@ TOKEN_PIECE_MIN = 32
 #: batches: serial and parallel break even near 2**18 elements).
 TOKEN_PARALLEL_FACTOR = 4
 _EMPTY_I64 = np.zeros(0, np.int64)
-_ZERO_I64 = np.zeros(1, np.int64)
+_NO_MASK = np.zeros((0, 0), np.bool_)
 
 
 def _token_arena(hidden):
@@ -98,39 +98,24 @@ def run_tokens(plan, hidden, out, inputs):
     """Pool ``hidden`` according to a :class:`~numbapool.tokens.TokenPlan`."""
     work_out, ret = _result(out, plan.out_shape, plan.out_dtype, inputs, "out")
     if work_out.size:
-        if plan.mask is not None:
-            first, count, positions, indexed = _tokens.mask_runs(plan.mask)
-        elif plan.packed:
-            first, count, positions, indexed = plan.first, plan.count, _EMPTY_I64, False
-        else:
-            first = np.zeros(plan.batch, np.int64)
-            count = np.full(plan.batch, plan.length, np.int64)
-            positions, indexed = _EMPTY_I64, False
         D = plan.features
-        n_tokens = int(count.sum())
-        if n_tokens == 0:
-            work_out[...] = 0  # no tokens anywhere: zeros in every mode
+        arena, base, steps = _token_arena(hidden)
+        sb, sl = (0, steps[0]) if plan.packed else (steps[0], steps[1])
+        if plan.mask is not None:
+            mask, runs = plan.mask, (_EMPTY_I64, _EMPTY_I64)
+        elif plan.packed:
+            mask, runs = _NO_MASK, (plan.first, plan.count)
         else:
-            arena, base, steps = _token_arena(hidden)
-            sb, sl = (0, steps[0]) if plan.packed else (steps[0], steps[1])
-            threads = numba.get_num_threads()
-            parallel = _parallel.use_parallel(n_tokens * D // TOKEN_PARALLEL_FACTOR, threads)
-            if parallel:
-                tasks, split, cuts = _tokens.plan_tasks(count, threads, TOKEN_PIECE_MIN)
-            else:  # one whole-sequence task per sequence (see plan_tasks)
-                tasks, split = (_EMPTY_I64,) * 4, (_EMPTY_I64, _ZERO_I64)
-            n_parts = int(split[1][-1])
-            parts = (np.empty((n_parts, _tokens.N_ACC, D), plan.acc_dtype),
-                     np.empty((n_parts, D), np.int64), np.empty((n_parts, 2)))
-            args = ((D, base, sb, sl), (first, count, positions, indexed), tasks, split,
-                    (plan.weights, plan.scores, plan.coef_stride), plan.codes, plan.omit_nan,
-                    plan.acc_dtype.type(0), parts)
-            x, o = as_kernel_array(arena), as_kernel_array(work_out)
-            if parallel:
-                _parallel.run_parallel(_tokens.token_parallel, x, o, cuts, *args)
-            else:
-                _tokens.token_tasks(x, o, 0, plan.batch, args[0], args[1], tasks, args[4],
-                                    plan.codes, plan.omit_nan, args[7], parts)
+            mask = _NO_MASK
+            runs = (np.zeros(plan.batch, np.int64), np.full(plan.batch, plan.length, np.int64))
+        # the parallel path pays from TOKEN_PARALLEL_FACTOR * PARALLEL_MIN_ELEMENTS elements
+        min_tokens = -(-TOKEN_PARALLEL_FACTOR * _parallel.PARALLEL_MIN_ELEMENTS // D)
+        schedule = (numba.get_num_threads(), TOKEN_PIECE_MIN, min_tokens)
+        _parallel.run_parallel(
+            _tokens.token_pool, as_kernel_array(arena), as_kernel_array(work_out),
+            (D, base, sb, sl), plan.mask is not None, mask, runs,
+            (plan.weights, plan.scores, plan.coef_stride), plan.codes, plan.omit_nan,
+            plan.acc_dtype.type(0), schedule)
     if work_out is not ret:
         ret[...] = work_out
     return ret

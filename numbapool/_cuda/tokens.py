@@ -4,8 +4,8 @@ A block is ``TX`` feature threads times ``TY`` token lanes (thread ``t`` is feat
 ``t % TX`` of lane ``t // TX``).  Lane ``l`` folds the contiguous run of tokens
 ``[n*l // TY, n*(l+1) // TY)`` of its sequence into register accumulators; the lanes then
 leave their partials in shared memory and lane 0 merges them in lane order, which is token
-order, and writes every requested mode.  Merging contiguous runs in order keeps max/min's
-"the first of equal values wins" rule (signed zeros included) identical to the CPU's.
+order, and writes every requested mode.  Max and min follow IEEE 754-2019 (-0 < +0), as on
+the CPU, so their results do not depend on how the tokens are split over lanes.
 
 The threads of a warp read consecutive features of one token: coalesced.  Splitting a
 sequence over lanes gives a batch of a few long sequences enough threads to fill the GPU.
@@ -22,7 +22,7 @@ Arrays (device):
   of ``out[b]`` (``D`` wide) holds mode ``codes[k]``.
 
 The mode rules are :mod:`numbapool._cpu.tokens`' (see API.md's table); max/min updates use
-:func:`numbapool._arith.take`, the rule both backends share.
+:func:`numbapool._arith.ieee_take`, the rule of the CPU's IEEE max and min.
 """
 
 import math
@@ -36,7 +36,7 @@ from ..tokens import (
 )
 from .compat import cuda, jit
 
-_take = jit(device=True)(_arith.take)
+_take = jit(device=True)(_arith.ieee_take)
 
 #: The modes that need each accumulator: the kernel's ``needs`` flags, in this order
 #: (sum, position-weighted, weighted, attention, max, min).
