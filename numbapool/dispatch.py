@@ -43,8 +43,16 @@ DEVICES = (None, "cpu", "cuda")
 CUDA_FAMILIES = ("numba", "cupy", "torch", "cuda")
 
 
+_BACKENDS = {}
+
+
 def _backend(name):
-    return importlib.import_module(f"numbapool._{name}.backend")
+    """The backend module (imported on first use; a dict lookup after that, since
+    ``import_module`` costs microseconds on every call)."""
+    module = _BACKENDS.get(name)
+    if module is None:
+        module = _BACKENDS[name] = importlib.import_module(f"numbapool._{name}.backend")
+    return module
 
 
 def _compat():
