@@ -62,8 +62,9 @@ from .half import as_kernel_array  # noqa: E402
 #: give every thread work (splitting costs a merge of partial accumulators).
 TOKEN_PIECE_MIN = 32
 #: Streaming whole token rows costs little per element, so the parallel path pays only from
-#: about this many times ``parallel.PARALLEL_MIN_ELEMENTS`` (measured on (B, L, 384) float32
-#: batches: serial and parallel break even near 2**18 elements).
+#: about this many times ``parallel.PARALLEL_MIN_ELEMENTS`` elements (token rows, padding
+#: included, times features; measured on (B, L, 384) float32 batches: serial and parallel
+#: break even near 2**18 elements).
 TOKEN_PARALLEL_FACTOR = 4
 _EMPTY_I64 = np.zeros(0, np.int64)
 _NO_MASK = np.zeros((0, 0), np.bool_)
@@ -108,14 +109,16 @@ def run_tokens(plan, hidden, out, inputs):
         else:
             mask = _NO_MASK
             runs = (np.zeros(plan.batch, np.int64), np.full(plan.batch, plan.length, np.int64))
-        # the parallel path pays from TOKEN_PARALLEL_FACTOR * PARALLEL_MIN_ELEMENTS elements
-        min_tokens = -(-TOKEN_PARALLEL_FACTOR * _parallel.PARALLEL_MIN_ELEMENTS // D)
-        schedule = (numba.get_num_threads(), TOKEN_PIECE_MIN, min_tokens)
-        _parallel.run_parallel(
-            _tokens.token_pool, as_kernel_array(arena), as_kernel_array(work_out),
-            (D, base, sb, sl), plan.mask is not None, mask, runs,
-            (plan.weights, plan.scores, plan.coef_stride), plan.codes, plan.omit_nan,
-            plan.acc_dtype.type(0), schedule)
+        args = (as_kernel_array(arena), as_kernel_array(work_out), (D, base, sb, sl),
+                plan.mask is not None, mask, runs, (plan.weights, plan.scores, plan.coef_stride),
+                plan.codes, plan.omit_nan, plan.acc_dtype.type(0))
+        # decided on the token rows there may be (padding included): no pass over the mask
+        rows = hidden.shape[0] if plan.packed else plan.batch * plan.length
+        threads = numba.get_num_threads()
+        if threads > 1 and rows * D >= TOKEN_PARALLEL_FACTOR * _parallel.PARALLEL_MIN_ELEMENTS:
+            _parallel.run_parallel(_tokens.token_parallel, *args, (threads, TOKEN_PIECE_MIN))
+        else:
+            _tokens.token_serial(*args)
     if work_out is not ret:
         ret[...] = work_out
     return ret

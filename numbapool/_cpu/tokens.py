@@ -238,21 +238,6 @@ def plan_tasks(count, n_threads, piece_min):
     return (seq, j0, j1, part), (split_seq, split_rows), cuts
 
 
-@njit(cache=True)
-def plan_sequences(seqs, n_threads, piece_min, min_parallel_tokens):
-    """``(tasks, split, cuts)`` for sequences ``seqs = (first, count, pos, indexed)``.
-
-    With at least ``min_parallel_tokens`` tokens and more than one thread, those of
-    :func:`plan_tasks`; else one whole-sequence task per sequence and no ``cuts`` (run the
-    serial :func:`token_tasks`).
-    """
-    count = seqs[1]
-    if n_threads > 1 and count.sum() >= min_parallel_tokens:
-        return plan_tasks(count, n_threads, piece_min)
-    none = np.zeros(0, np.int64)
-    return (none, none, none, none), (none, np.zeros(1, np.int64)), none
-
-
 # --------------------------------------------------------------------------- pooling
 
 
@@ -382,54 +367,25 @@ def _add_max_min4(acc, mx, mn, v0, v1, v2, v3):
 
 
 @njit(cache=True)
-def _max4(m, v0, v1, v2, v3, start):
-    """``m`` = the IEEE max of itself (unless ``start``) and four rows."""
-    if start:
-        for e in range(m.shape[0]):
-            m[e] = maximum(maximum(v0[e], v1[e]), maximum(v2[e], v3[e]))
-    else:
-        for e in range(m.shape[0]):
-            m[e] = maximum(m[e], maximum(maximum(v0[e], v1[e]), maximum(v2[e], v3[e])))
-
-
-@njit(cache=True)
-def _min4(m, v0, v1, v2, v3, start):
-    if start:
-        for e in range(m.shape[0]):
-            m[e] = minimum(minimum(v0[e], v1[e]), minimum(v2[e], v3[e]))
-    else:
-        for e in range(m.shape[0]):
-            m[e] = minimum(m[e], minimum(minimum(v0[e], v1[e]), minimum(v2[e], v3[e])))
-
-
-@njit(cache=True)
-def _fold_rows(a_sum, a_max, a_min, x, off, step, n, vbuf, do_sum, do_max, do_min, fresh):
-    """Sum, max and/or min (NaN propagating) of ``n`` token rows at ``off``, ``off + step``,
-    ..., one row at a time; ``fresh``: the running max/min start at the first row."""
+def _fold_rows(a_sum, a_max, a_min, x, off, step, n, vbuf, do_sum, do_max, do_min):
+    """Fold ``n`` token rows at ``off``, ``off + step``, ..., one at a time, into the running
+    sum and IEEE max/min."""
     D = a_sum.shape[0]
     for j in range(n):
         v = row_values(x[off:off + D], vbuf)
         off += step
-        start = fresh and j == 0
         if do_sum:
             _add(a_sum, v)
         if do_max:
-            if start:
-                _assign(a_max, v)
-            else:
-                _update_max(a_max, v)
+            _update_max(a_max, v)
         if do_min:
-            if start:
-                _assign(a_min, v)
-            else:
-                _update_min(a_min, v)
+            _update_min(a_min, v)
 
 
 @njit(cache=True)
-def _fold_streams(a_sum, a_max, a_min, rows, x, off, step, q, do_max, do_min, exact):
+def _fold_streams(a_sum, a_max, a_min, rows, x, off, step, q, do_max, do_min):
     """Fold STREAMS streams of ``q`` rows from ``off``, stream ``s`` starting at
-    ``off + s*q*step``.  Fast: the sum, with plain max/min into running extremes.  Exact:
-    only the IEEE max/min, which start at the first step."""
+    ``off + s*q*step``, into the running sum and plain max/min."""
     D = a_sum.shape[0]
     buf0, buf1, buf2, buf3 = rows[0], rows[1], rows[2], rows[3]
     off1 = off + q * step
@@ -441,12 +397,7 @@ def _fold_streams(a_sum, a_max, a_min, rows, x, off, step, q, do_max, do_min, ex
         v1 = row_values(x[off1 + o:off1 + o + D], buf1)
         v2 = row_values(x[off2 + o:off2 + o + D], buf2)
         v3 = row_values(x[off3 + o:off3 + o + D], buf3)
-        if exact:
-            if do_max:
-                _max4(a_max, v0, v1, v2, v3, j == 0)
-            if do_min:
-                _min4(a_min, v0, v1, v2, v3, j == 0)
-        elif do_max and do_min:
+        if do_max and do_min:
             _add_max_min4(a_sum, a_max, a_min, v0, v1, v2, v3)
         elif do_max:
             _add_max4(a_sum, a_max, v0, v1, v2, v3)
@@ -474,32 +425,34 @@ def _fold_run(a_sum, a_max, a_min, rows, x, off, step, n, do_sum, do_max, do_min
     """The common modes (sum, max, min; NaN propagating) over a run of ``n`` plain tokens.
 
     Stream ``s`` is tokens ``[s*q, (s+1)*q)`` with ``q = n // STREAMS``; the ``n % STREAMS``
-    tokens after them follow one at a time.  Max and min are first taken with plain
-    compares in the same loop as the sum (kept in ``a_sum`` even when no mode wants it);
-    a run the sum or the extremes show to need IEEE's NaN and signed-zero rules is read
-    again with them.  ``rows``: STREAMS float16 decode buffers.  The flags are tested
-    outside the feature loops (a call per token cost a tenth of mean pooling).
+    tokens after them follow one at a time, with the IEEE rule.  The streams' max and min
+    are taken with plain compares in the same loop as the sum (kept in ``a_sum`` even when
+    no mode wants it); a run the sum or the extremes show to need IEEE's NaN and
+    signed-zero rules is read again, one row at a time with them.  ``rows``: STREAMS
+    float16 decode buffers.  The flags are tested outside the feature loops (a call per
+    token cost a tenth of mean pooling), and each fold has one call site (every copy adds
+    to the compile time).
     """
     if not (do_sum or do_max or do_min):  # only cls / last: nothing to read
         return
     q = n // STREAMS
-    if q == 0:
-        _fold_rows(a_sum, a_max, a_min, x, off, step, n, rows[0], do_sum, do_max, do_min, True)
-        return
     if not do_sum:
         a_sum[:] = 0
-    if do_max:
-        a_max[:] = -np.inf
-    if do_min:
-        a_min[:] = np.inf
-    tail = off + STREAMS * q * step
-    _fold_streams(a_sum, a_max, a_min, rows, x, off, step, q, do_max, do_min, False)
-    _fold_rows(a_sum, a_max, a_min, x, tail, step, n - STREAMS * q, rows[0], True, do_max,
-               do_min, False)
-    if (do_max or do_min) and _unsure(a_sum, a_max, a_min, do_max, do_min):
-        _fold_streams(a_sum, a_max, a_min, rows, x, off, step, q, do_max, do_min, True)
-        _fold_rows(a_sum, a_max, a_min, x, tail, step, n - STREAMS * q, rows[0], False,
-                   do_max, do_min, False)
+    for redo in range(2):
+        if redo and not (q and (do_max or do_min) and _unsure(a_sum, a_max, a_min, do_max,
+                                                                do_min)):
+            return
+        if do_max:
+            a_max[:] = -np.inf
+        if do_min:
+            a_min[:] = np.inf
+        first = STREAMS * q
+        if redo:
+            first = 0
+        else:
+            _fold_streams(a_sum, a_max, a_min, rows, x, off, step, q, do_max, do_min)
+        _fold_rows(a_sum, a_max, a_min, x, off + first * step, step, n - first, rows[0],
+                   not redo, do_max, do_min)
 
 
 @njit(cache=True)
@@ -775,9 +728,23 @@ def combine_tasks(x, out, s0, s1, geo, seqs, split, coefs, codes, omit, zero, pa
 
 
 @njit(cache=True)
-def _whole_runs(runs):
-    """``seqs`` of sequences given as runs ``(first, count)`` (packed, or no mask)."""
+def _sequences(masked, mask, runs):
+    """``seqs``: the token runs of the rows of the bool ``mask`` when ``masked``
+    (:func:`mask_runs`), else ``runs = (first, count)`` (packed, or no mask)."""
+    if masked:
+        return mask_runs(mask)
     return runs[0], runs[1], np.zeros(0, np.int64), False
+
+
+@njit(cache=True)
+def token_serial(x, out, geo, masked, mask, runs, coefs, codes, omit, zero):
+    """Pool every sequence on this thread (small inputs): one whole-sequence task each."""
+    seqs = _sequences(masked, mask, runs)
+    none = np.zeros(0, np.int64)
+    parts = (np.empty((0, N_ACC, geo[0]), np.asarray(zero).dtype), np.empty((0, geo[0]), np.int64),
+             np.empty((0, 2)))
+    token_tasks(x, out, 0, out.shape[0], geo, seqs, (none, none, none, none), coefs, codes, omit,
+                zero, parts)
 
 
 @njit(cache=True)
@@ -789,24 +756,19 @@ def _part_rows(split, D, zero):
 
 
 @njit(parallel=True, cache=True)
-def token_pool(x, out, geo, masked, mask, runs, coefs, codes, omit, zero, schedule):
-    """Plan and pool every sequence, in one call from Python (each call costs microseconds).
+def token_parallel(x, out, geo, masked, mask, runs, coefs, codes, omit, zero, schedule):
+    """Pool every sequence on every thread: :func:`token_tasks` over chunks
+    ``[cuts[k], cuts[k+1])`` of about equal work (:func:`plan_tasks`, ``schedule =
+    (n_threads, piece_min)``), then :func:`combine_tasks` over the split sequences.
 
-    The sequences are the rows of the bool ``mask`` when ``masked`` (:func:`mask_runs`),
-    else ``runs = (first, count)``.  ``schedule = (n_threads, piece_min,
-    min_parallel_tokens)`` (:func:`plan_sequences`): with few tokens, or one thread, the
-    tasks run serially; else :func:`token_tasks` over chunks ``[cuts[k], cuts[k+1])`` of
-    about equal work in parallel, then :func:`combine_tasks` over the split sequences.
-    The merge is serial: it reads a few partial rows per split sequence, and a second
-    parallel loop would quadruple this function's compile time.  Array work in this body
-    stays in the helpers it calls, so that Numba turns none of it into extra parallel loops.
+    Plans and pools in one call from Python (each call costs microseconds).  The merge is
+    serial: it reads a few partial rows per split sequence, and a second parallel loop would
+    quadruple this function's compile time.  Array work in this body stays in the helpers it
+    calls, so that Numba turns none of it into extra parallel loops.
     """
-    seqs = mask_runs(mask) if masked else _whole_runs(runs)
-    tasks, split, cuts = plan_sequences(seqs, schedule[0], schedule[1], schedule[2])
+    seqs = _sequences(masked, mask, runs)
+    tasks, split, cuts = plan_tasks(seqs[1], schedule[0], schedule[1])
     parts = _part_rows(split, geo[0], zero)
-    if cuts.shape[0] == 0:
-        token_tasks(x, out, 0, out.shape[0], geo, seqs, tasks, coefs, codes, omit, zero, parts)
-        return
     for k in prange(cuts.shape[0] - 1):
         token_tasks(x, out, cuts[k], cuts[k + 1], geo, seqs, tasks, coefs, codes, omit, zero,
                     parts)
