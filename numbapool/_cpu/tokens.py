@@ -40,7 +40,6 @@ from ..tokens import (
 from .half import _u32_as_f32, load, store
 from .ieee import maximum, maximum_number, minimum, minimum_number
 
-
 # rows of a task's accumulator block (A_*: acc dtype) and of its totals (float64)
 A_SUM, A_POS, A_W, A_ATT, A_MAX, A_MIN, A_POS_DEN, A_W_DEN, A_ATT_DEN = range(9)
 N_ACC = 9
