@@ -115,7 +115,7 @@ def run_tokens(plan, hidden, out, inputs):
         # decided on the token rows there may be (padding included): no pass over the mask
         rows = hidden.shape[0] if plan.packed else plan.batch * plan.length
         threads = numba.get_num_threads()
-        if threads > 1 and rows * D >= TOKEN_PARALLEL_FACTOR * _parallel.PARALLEL_MIN_ELEMENTS:
+        if _parallel.use_parallel(rows * D // TOKEN_PARALLEL_FACTOR, threads):
             _parallel.run_parallel(_tokens.token_parallel, *args, (threads, TOKEN_PIECE_MIN))
         else:
             _tokens.token_serial(*args)

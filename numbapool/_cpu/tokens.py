@@ -740,16 +740,13 @@ def token_serial(x, out, geo, masked, mask, runs, coefs, codes, omit, zero):
     """Pool every sequence on this thread (small inputs): one whole-sequence task each."""
     seqs = _sequences(masked, mask, runs)
     none = np.zeros(0, np.int64)
-    parts = (np.empty((0, N_ACC, geo[0]), np.asarray(zero).dtype), np.empty((0, geo[0]), np.int64),
-             np.empty((0, 2)))
     token_tasks(x, out, 0, out.shape[0], geo, seqs, (none, none, none, none), coefs, codes, omit,
-                zero, parts)
+                zero, _part_rows(0, geo[0], zero))
 
 
 @njit(cache=True)
-def _part_rows(split, D, zero):
-    """``parts = (acc, cnt, tot)``: a row for each piece of a split sequence."""
-    n = split[1][-1]
+def _part_rows(n, D, zero):
+    """``parts = (acc, cnt, tot)``: ``n`` rows, one for each piece of a split sequence."""
     return (np.empty((n, N_ACC, D), np.asarray(zero).dtype), np.empty((n, D), np.int64),
             np.empty((n, 2)))
 
@@ -767,7 +764,7 @@ def token_parallel(x, out, geo, masked, mask, runs, coefs, codes, omit, zero, sc
     """
     seqs = _sequences(masked, mask, runs)
     tasks, split, cuts = plan_tasks(seqs[1], schedule[0], schedule[1])
-    parts = _part_rows(split, geo[0], zero)
+    parts = _part_rows(split[1][-1], geo[0], zero)
     for k in prange(cuts.shape[0] - 1):
         token_tasks(x, out, cuts[k], cuts[k + 1], geo, seqs, tasks, coefs, codes, omit, zero,
                     parts)
