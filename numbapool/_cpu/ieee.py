@@ -6,9 +6,11 @@ same whatever order they are combined in: a run of tokens can be read as several
 and folded as a tree, or split across threads, and give the bits of one sequential pass.
 They agree with :func:`numbapool._arith.ieee_take`, the rule the CUDA kernel applies.
 
-With LLVM 17 or newer (the LLVM in llvmlite) these are the ``llvm.maximum``/``llvm.minimum``
-intrinsics, which vectorise to a few instructions; older LLVMs have no reliable x86
-lowering for them, and get selects built on :func:`~numbapool._arith.ieee_take`.
+With llvmlite's LLVM at 17 or newer these are the ``llvm.maximum``/``llvm.minimum``
+intrinsics, which vectorise (six instructions a vector on AVX-512, with LLVM 22).  Older
+LLVMs, which the tests here never meet, get selects built on
+:func:`~numbapool._arith.ieee_take` instead, rather than an intrinsic whose x86 lowering
+was not checked with them.
 """
 
 from llvmlite import binding as llvm_binding

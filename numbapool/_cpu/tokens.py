@@ -75,7 +75,7 @@ def _decode_half_row(src, vbuf):
         vbuf[e] = -f if h & np.uint32(0x8000) else f
 
 
-@overload(row_values, inline="always")
+@overload(row_values)
 def _ol_row_values(src, vbuf):
     if isinstance(src.dtype, types.Record):
 
