@@ -13,10 +13,11 @@ loaded from Numba's on-disk cache) on first use.
 (8, 3, 16, 16)
 """
 
+from . import spatial
+from ._info import __version__ as __version__  # "as": an explicit re-export
 from ._info import cuda_available, info
-from .spatial import *  # noqa: F401,F403
-from .spatial import __all__ as _spatial_all
+from .spatial import *  # noqa: F401,F403 -- the names listed in spatial.__all__
 from .tokens import TOKEN_MODES, pool_tokens
 
-__version__ = "0.1.0"
-__all__ = list(_spatial_all) + ["pool_tokens", "TOKEN_MODES", "cuda_available", "info"]
+__all__ = ["pool_tokens", "TOKEN_MODES", "cuda_available", "info"]
+__all__ += spatial.__all__  # a form that type checkers and IDEs follow

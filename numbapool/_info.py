@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import Any
+
+#: The package version (the one place it is written in the code; ``pyproject.toml`` repeats it).
+__version__ = "0.1.0"
 
 
 def cuda_available() -> bool:
@@ -11,6 +15,13 @@ def cuda_available() -> bool:
 
     Imports the CUDA stack (only when ``numba-cuda`` is installed).
 
+    Returns
+    -------
+    bool
+        ``True`` when ``device="cuda"`` and CUDA input arrays can be used.
+
+    Examples
+    --------
     >>> isinstance(cuda_available(), bool)
     True
     """
@@ -20,9 +31,19 @@ def cuda_available() -> bool:
     return compat.available()
 
 
-def info() -> dict:
+def info() -> dict[str, Any]:
     """Versions, threading, and CUDA availability, as a dict.
 
+    Returns
+    -------
+    dict
+        The versions of numbapool, Numba, numba-cuda (``None`` when absent) and NumPy; Numba's
+        threading layer and thread count; the size above which CPU kernels run in parallel;
+        whether CUDA is available, on which device, and whether that is the simulator; and
+        Numba's cache directory.
+
+    Examples
+    --------
     >>> sorted(info())[:3]
     ['cuda_available', 'cuda_device', 'cuda_simulator']
     """
@@ -31,7 +52,6 @@ def info() -> dict:
     import numba
     import numpy
 
-    from . import __version__
     from ._cpu.parallel import PARALLEL_MIN_ELEMENTS
     from ._cuda import compat
 

@@ -7,9 +7,10 @@ on, the reducer and its arithmetic.  Backends only loop over what the plan says.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import functools
+from dataclasses import dataclass
 from math import prod
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,6 +22,34 @@ REDUCERS = ("max", "min", "sum")
 TRANSFORMS = {"identity": _arith.T_IDENTITY, "power": _arith.T_POWER,
               "clip_power": _arith.T_CLIP_POWER}
 FINISHES = {"mean": _arith.F_MEAN, "root_sum": _arith.F_ROOT_SUM, "root_mean": _arith.F_ROOT_MEAN}
+
+
+
+class WindowTables(NamedTuple):
+    """The window tables the kernels read, built from a plan's :class:`AxisWindows`.
+
+    ``o_*`` describe the outer spatial axes (every axis but the last, or one unit axis for
+    1-D pools), stacked into ``(n_outer, widest)`` tables: output ``i`` of outer axis ``a``
+    reads ``o_count[a, i]`` input rows from ``o_first[a, i]``, ``o_step[a]`` apart;
+    ``ishape``/``oshape`` are the outer axes' input and output sizes.  ``l_*`` describe the
+    last spatial axis the same way, one entry per output position.  ``o_div``/``l_div``
+    are the per-axis divisors of averaging pools.  ``l_uniform`` is
+    ``[lo, hi, k, s, off]``: outputs ``lo <= o < hi`` all read ``k`` taps from ``o*s + off``
+    (``lo == hi`` when there is no such run).
+    """
+
+    o_first: np.ndarray
+    o_count: np.ndarray
+    o_step: np.ndarray
+    o_div: np.ndarray
+    ishape: np.ndarray
+    oshape: np.ndarray
+    l_first: np.ndarray
+    l_count: np.ndarray
+    l_step: int
+    l_div: np.ndarray
+    l_uniform: np.ndarray
+
 
 _UNIT_AXIS = AxisWindows(1, np.zeros(1, np.int64), np.ones(1, np.int64), 1, np.ones(1, np.int64))
 
@@ -83,14 +112,25 @@ class SpatialPlan:
         sp = self.out_spatial
         return (self.planes, prod(sp[:-1]), sp[-1] * self.channels)
 
+    def split_out(self, out) -> tuple:
+        """The caller's ``out=`` as ``(values, indices)``; ``indices`` is ``None`` unless the
+        plan returns indices, when ``out`` must be ``None`` or a ``(values, indices)`` pair."""
+        if not self.return_indices:
+            return out, None
+        if out is None:
+            return None, None
+        if isinstance(out, tuple) and len(out) == 2:
+            return out
+        raise TypeError("with return_indices=True, out must be a (values, indices) pair")
+
     @property
-    def tables(self) -> dict:
+    def tables(self) -> WindowTables:
         """The kernels' window tables: stacked outer axes (at least one) and the last axis."""
         return _tables(self.axes, self.divisor)
 
 
 @functools.lru_cache(maxsize=256)
-def _tables(axes: tuple[AxisWindows, ...], divisor: str) -> dict:
+def _tables(axes: tuple[AxisWindows, ...], divisor: str) -> WindowTables:
     """Kernel tables of ``axes`` (memoised: the axes are memoised too, so hits are common)."""
     outer = axes[:-1] or (_UNIT_AXIS,)
     last = axes[-1]
@@ -103,8 +143,7 @@ def _tables(axes: tuple[AxisWindows, ...], divisor: str) -> dict:
         return t
 
     div_attr = "padded_count" if divisor == "padded" else "count"
-    tables = dict(
-        l_uniform=_uniform_run(last),
+    tables = WindowTables(
         o_first=stack("first", np.int64),
         o_count=stack("count", np.int64),
         o_step=np.array([a.step for a in outer], np.int64),
@@ -115,8 +154,9 @@ def _tables(axes: tuple[AxisWindows, ...], divisor: str) -> dict:
         l_count=last.count,
         l_step=int(last.step),
         l_div=getattr(last, div_attr).astype(np.float64),
+        l_uniform=_uniform_run(last),
     )
-    for value in tables.values():
+    for value in tables:
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
     return tables

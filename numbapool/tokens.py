@@ -1,64 +1,26 @@
 """Token pooling: sentence embeddings from per-token hidden states.
 
-:func:`pool_tokens` validates its arguments, builds a :class:`TokenPlan` (the bool token
-mask of the padded form, or the sequence starts and lengths of the packed form, and the
-requested modes as integer codes) and hands it to the backend chosen by
-:mod:`numbapool.dispatch`.  Every requested mode is computed in one pass over the hidden
+:func:`pool_tokens` validates its arguments, builds a
+:class:`~numbapool.token_plan.TokenPlan` (the bool token mask of the padded form, or the
+sequence starts and lengths of the packed form, and the requested modes as integer codes)
+and hands it to the backend chosen by :mod:`numbapool.dispatch`.  Every requested mode is computed in one pass over the hidden
 states; no padding is ever materialised.
 """
 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import dispatch
 from ._checks import FLOAT_DTYPES, NAN_POLICIES, check_choice
+from ._typing import Array, Device, NanPolicy, TokenMode
+from .token_plan import M_ATTENTION, M_WEIGHTED, MODE_CODES, TOKEN_MODES, TokenPlan
 
 __all__ = ["pool_tokens", "TOKEN_MODES"]
 
-#: The pooling modes, in the order of their codes (the kernels' runtime mode flags).
-TOKEN_MODES = ("cls", "last", "mean", "sum", "max", "min", "mean_sqrt_len", "weighted_mean",
-               "weighted", "attention")
-MODE_CODES = {name: code for code, name in enumerate(TOKEN_MODES)}
-(M_CLS, M_LAST, M_MEAN, M_SUM, M_MAX, M_MIN, M_MEAN_SQRT_LEN, M_WEIGHTED_MEAN, M_WEIGHTED,
- M_ATTENTION) = range(len(TOKEN_MODES))
-
 _EMPTY_F = np.zeros(0, np.float64)
-
-
-@dataclass(frozen=True, eq=False)
-class TokenPlan:
-    """Everything a backend needs to pool the tokens of ``batch`` sequences.
-
-    Padded form: ``mask`` is the ``(B, L)`` bool token mask, C-contiguous (``None``: every
-    position is a token).  Packed form: sequence ``b`` is rows ``first[b]`` to
-    ``first[b] + count[b]`` of ``hidden``.  ``weights`` and ``scores`` (float64, empty when
-    unused) hold the coefficient of position ``p`` (``l`` padded, ``t`` packed) of sequence
-    ``b`` at ``b * coef_stride + p``.  ``codes`` are the requested modes
-    (:data:`MODE_CODES`), one output slot each.
-    """
-
-    packed: bool
-    batch: int
-    length: int
-    features: int
-    codes: np.ndarray
-    out_dtype: np.dtype
-    acc_dtype: np.dtype
-    omit_nan: bool
-    mask: np.ndarray | None
-    first: np.ndarray | None
-    count: np.ndarray | None
-    weights: np.ndarray
-    scores: np.ndarray
-    coef_stride: int
-
-    @property
-    def out_shape(self) -> tuple[int, int]:
-        return (self.batch, self.features * len(self.codes))
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -179,8 +141,12 @@ def _coefficients(value, name, shape, token_mask, nonnegative):
 # --------------------------------------------------------------------------- public function
 
 
-def pool_tokens(hidden, attention_mask=None, mode="mean", *, weights=None, scores=None,
-                lengths=None, offsets=None, nan_policy="propagate", out=None, device=None):
+def pool_tokens(hidden: Array, attention_mask: Array | None = None,
+                mode: TokenMode | list[TokenMode] | tuple[TokenMode, ...] = "mean", *,
+                weights: Array | None = None, scores: Array | None = None,
+                lengths: Array | None = None, offsets: Array | None = None,
+                nan_policy: NanPolicy = "propagate", out: Array | None = None,
+                device: Device = None) -> Array:
     """Pool per-token hidden states into one vector per sequence (sentence embeddings).
 
     Parameters

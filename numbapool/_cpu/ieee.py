@@ -7,7 +7,7 @@ and folded as a tree, or split across threads, and give the bits of one sequenti
 They agree with :func:`numbapool._arith.ieee_take`, the rule the CUDA kernel applies.
 
 With llvmlite's LLVM at 17 or newer these are the ``llvm.maximum``/``llvm.minimum``
-intrinsics, which vectorise (six instructions a vector on AVX-512, with LLVM 22).  Older
+intrinsics, which vectorise.  Older
 LLVMs, which the tests here never meet, get selects built on
 :func:`~numbapool._arith.ieee_take` instead, rather than an intrinsic whose x86 lowering
 was not checked with them.

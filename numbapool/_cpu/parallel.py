@@ -4,10 +4,10 @@ import threading
 
 import numba
 
-#: Inputs with fewer elements than this run the serial kernel.  benchmarks/bench_crossover.py
-#: puts the crossover at 4K-16K float32 elements on 2 idle cores (2x2 max and 3x3 avg);
-#: the threshold sits above it because a parallel region whose threads must wait for a
-#: busy core can take milliseconds, while the serial kernel at this size takes ~0.1 ms.
+#: Inputs with fewer elements than this run the serial kernel.  The threshold sits above
+#: the crossover that ``benchmarks/bench_crossover.py`` measures on idle cores, because a
+#: parallel region whose threads must wait for a busy core can take far longer than the
+#: serial kernel takes at this size.
 PARALLEL_MIN_ELEMENTS = 1 << 16
 
 _lock = threading.Lock()

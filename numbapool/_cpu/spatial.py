@@ -1,40 +1,63 @@
 """Runs a :class:`~numbapool.plan.SpatialPlan` with the CPU kernels."""
 
+from __future__ import annotations
+
+import numpy as np
+
 from ..plan import FINISHES, TRANSFORMS
-from . import windows
+from . import window_kernels as kernels
 from .half import as_kernel_array
 from .parallel import chunks_for, run_parallel, use_parallel
+from .results import hand_back, result_arrays
 
 
-def run(plan, x, out, indices=None):
+def run_spatial(plan, x, out, result_shape):
+    """Pool ``x`` according to ``plan``; returns the result(s) shaped ``result_shape``."""
+    out_v, out_i = plan.split_out(out)
+    names = ("out[0]", "out[1]") if plan.return_indices else ("out", None)
+    work_v, ret_v = result_arrays(out_v, result_shape, plan.out_dtype, (x,), names[0])
+    work_i = ret_i = None
+    if plan.return_indices:
+        work_i, ret_i = result_arrays(out_i, result_shape, np.dtype(np.int64), (x, ret_v),
+                                      names[1])
+    # the kernels' canonical (planes, rows, row_length) views; only a strided x is copied
+    xc = np.ascontiguousarray(x).reshape(plan.canonical_in_shape)
+    vc = work_v.reshape(plan.canonical_out_shape)
+    ic = None if work_i is None else work_i.reshape(plan.canonical_out_shape)
+    _run_kernels(plan, xc, vc, ic)
+    hand_back(work_v, ret_v)
+    if work_i is not None:
+        hand_back(work_i, ret_i)
+    return (ret_v, ret_i) if plan.return_indices else ret_v
+
+
+def _run_kernels(plan, x, out, indices=None):
     """Pool ``x`` into ``out`` (and ``indices``); all C-contiguous, in canonical shapes."""
     if out.size == 0:
         return
-    t = plan.tables
-    geo = (t["o_first"], t["o_count"], t["o_step"], t["ishape"], t["oshape"],
-           t["l_first"], t["l_count"], t["l_step"], t["l_uniform"])
     if _is_plain_global_mean(plan):
         planes = x.shape[0]
         flat = (as_kernel_array(x.reshape(planes, -1)), as_kernel_array(out.reshape(planes)))
         zero = plan.acc_dtype.type(0)
         if use_parallel(x.size, planes):
-            run_parallel(windows.plane_mean_parallel, *flat, chunks_for(planes), zero)
+            run_parallel(kernels.plane_mean_parallel, *flat, chunks_for(planes), zero)
         else:
-            windows.plane_mean_tasks(*flat, 0, planes, zero)
+            kernels.plane_mean_tasks(*flat, 0, planes, zero)
         return
     arrays = (as_kernel_array(x), as_kernel_array(out))
+    tables = plan.tables
     if plan.reducer in ("max", "min"):
-        params = (geo, plan.channels, plan.reducer == "min", plan.omit_nan)
+        params = (tables, plan.channels, plan.reducer == "min", plan.omit_nan)
         if plan.return_indices:
             arrays += (indices,)
-            serial, parallel = windows.extreme_indexed_tasks, windows.extreme_indexed_parallel
+            serial, parallel = kernels.extreme_indexed_tasks, kernels.extreme_indexed_parallel
         else:
-            serial, parallel = windows.extreme_tasks, windows.extreme_parallel
+            serial, parallel = kernels.extreme_tasks, kernels.extreme_parallel
     else:
-        params = (geo, t["o_div"], t["l_div"], plan.channels, plan.acc_dtype.type(0),
-                  TRANSFORMS[plan.transform], float(plan.power), float(plan.eps),
-                  FINISHES[plan.finish], plan.omit_nan, float(plan.divisor_override))
-        serial, parallel = windows.sum_tasks, windows.sum_parallel
+        params = (tables, plan.channels, plan.acc_dtype.type(0), TRANSFORMS[plan.transform],
+                  float(plan.power), float(plan.eps), FINISHES[plan.finish], plan.omit_nan,
+                  float(plan.divisor_override))
+        serial, parallel = kernels.sum_tasks, kernels.sum_parallel
     n_tasks = out.shape[0] * out.shape[1]
     if use_parallel(x.size, n_tasks):
         run_parallel(parallel, *arrays, chunks_for(n_tasks), *params)
@@ -48,4 +71,3 @@ def _is_plain_global_mean(plan):
             and not plan.omit_nan and plan.channels == 1 and plan.divisor_override == 0.0
             and all(a.out_size == 1 and a.count[0] == a.in_size == a.padded_count[0]
                     for a in plan.axes))
-

@@ -21,6 +21,9 @@ from typing import Callable
 
 import numpy as np
 
+from numba import njit
+
+from .. import token_plan
 from ..plan import FINISHES, TRANSFORMS
 from . import compat, strided
 from . import spatial as _spatial
@@ -89,19 +92,18 @@ def spatial_tables(plan, put):
     identity for compile checks), so each call makes one or two small transfers.
     """
     t = plan.tables
-    n_outer, width = t["o_first"].shape
-    ishape = t["ishape"]
+    n_outer, width = t.o_first.shape
     row_stride = np.ones(n_outer, np.int64)
     for a in range(n_outer - 2, -1, -1):
-        row_stride[a] = row_stride[a + 1] * ishape[a + 1]
-    o_axes = np.stack([t["o_step"], row_stride, t["oshape"]], axis=1)
-    parts = [t["o_first"], t["o_count"], o_axes, t["l_first"], t["l_count"]]
+        row_stride[a] = row_stride[a + 1] * t.ishape[a + 1]
+    o_axes = np.stack([t.o_step, row_stride, t.oshape], axis=1)
+    parts = [t.o_first, t.o_count, o_axes, t.l_first, t.l_count]
     ints = put(np.concatenate([np.ravel(p).astype(np.int64) for p in parts]))
     cut = np.cumsum([0] + [p.size for p in parts])
     views = [ints[int(cut[i]):int(cut[i + 1])].reshape(p.shape) for i, p in enumerate(parts)]
     tables = dict(zip(("o_first", "o_count", "o_axes", "l_first", "l_count"), views))
     if plan.reducer == "sum":
-        divs = put(np.concatenate([t["o_div"].ravel(), t["l_div"]]).astype(np.float64))
+        divs = put(np.concatenate([t.o_div.ravel(), t.l_div]).astype(np.float64))
         tables["o_div"] = divs[: n_outer * width].reshape(n_outer, width)
         tables["l_div"] = divs[n_outer * width:]
     return tables
@@ -115,7 +117,7 @@ def spatial_launch(plan, xc, vc, ic, tables):
     """
     t = tables
     geo = (t["o_first"], t["o_count"], t["o_axes"], t["l_first"], t["l_count"],
-           int(plan.tables["l_step"]))
+           int(plan.tables.l_step))
     if plan.reducer in ("max", "min"):
         dtype = plan.out_dtype  # the input's
         one = np.float32(1) if dtype == np.float16 else dtype.type(1)
@@ -131,18 +133,12 @@ def spatial_launch(plan, xc, vc, ic, tables):
 def run_spatial(plan, x, out, result_shape, env=None):
     """Pool device array ``x`` by ``plan``; device result(s) shaped ``result_shape``."""
     env = env or DEFAULT_ENV
+    out_v, out_i = plan.split_out(out)
+    names = ("out[0]", "out[1]") if plan.return_indices else ("out", None)
+    work_v, ret_v = _result(out_v, result_shape, plan.out_dtype, (x,), names[0], env)
+    work_i = ret_i = None
     if plan.return_indices:
-        if out is None:
-            out_v = out_i = None
-        elif isinstance(out, tuple) and len(out) == 2:
-            out_v, out_i = out
-        else:
-            raise TypeError("with return_indices=True, out must be a (values, indices) pair")
-        work_v, ret_v = _result(out_v, result_shape, plan.out_dtype, (x,), "out[0]", env)
-        work_i, ret_i = _result(out_i, result_shape, np.int64, (x, ret_v), "out[1]", env)
-    else:
-        work_v, ret_v = _result(out, result_shape, plan.out_dtype, (x,), "out", env)
-        work_i = ret_i = None
+        work_i, ret_i = _result(out_i, result_shape, np.int64, (x, ret_v), names[1], env)
     if work_v.size:
         xc = strided.contiguous(x, env.stream).reshape(plan.canonical_in_shape)
         vc = work_v.reshape(plan.canonical_out_shape)
@@ -180,15 +176,15 @@ def _device_views(arrays):
     return views
 
 
+_mask_runs = njit(cache=True)(token_plan.mask_runs)
+
+
 def token_sequences(plan):
-    """``(first, count, positions, indexed)`` of the plan's sequences, on the host."""
-    if plan.mask is not None:
-        from .._cpu.tokens import mask_runs  # the host-side planner both backends use
-        return mask_runs(plan.mask)
-    if plan.packed:
-        return plan.first, plan.count, np.zeros(0, np.int64), False
-    return (np.zeros(plan.batch, np.int64), np.full(plan.batch, plan.length, np.int64),
-            np.zeros(0, np.int64), False)
+    """The :class:`~numbapool.token_plan.Sequences` of the plan, on the host."""
+    runs = plan.runs()
+    if runs is None:
+        return _mask_runs(plan.mask)
+    return token_plan.Sequences(runs[0], runs[1], np.zeros(0, np.int64), False)
 
 
 def token_block(features):
@@ -199,7 +195,7 @@ def token_block(features):
 
 
 def run_tokens(plan, hidden, out, inputs, env=None):
-    """Pool device array ``hidden`` by a :class:`~numbapool.tokens.TokenPlan`."""
+    """Pool device array ``hidden`` by a :class:`~numbapool.token_plan.TokenPlan`."""
     env = env or DEFAULT_ENV
     work, ret = _result(out, plan.out_shape, plan.out_dtype,
                         [hidden] + _device_views(inputs), "out", env)
@@ -215,7 +211,7 @@ def run_tokens(plan, hidden, out, inputs, env=None):
         n_w = plan.weights.size
         weights_d = coefs[:n_w]
         scores_d = coefs[n_w:n_w + plan.scores.size]
-        needs = tuple(bool(np.isin(plan.codes, group).any()) for group in _tokens.NEEDS)
+        needs = tuple(plan.needs)
         sb = 0 if plan.packed else plan.length
         tx, ty = token_block(D)
         compat.launch_blocks(

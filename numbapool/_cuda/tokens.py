@@ -18,11 +18,12 @@ Arrays (device):
   (``j < count[b]``), or ``pos[first[b] + j]`` when ``indexed`` (a mask with holes);
 * ``weights``, ``scores``: float64, the coefficient of position ``p`` of sequence ``b`` at
   ``b * wb + p``;
-* ``codes``: the requested modes (:data:`numbapool.tokens.MODE_CODES`), output slot ``k``
+* ``codes``: the requested modes (:data:`numbapool.token_plan.MODE_CODES`), output slot ``k``
   of ``out[b]`` (``D`` wide) holds mode ``codes[k]``.
 
-The mode rules are :mod:`numbapool._cpu.tokens`' (see API.md's table); max/min updates use
-:func:`numbapool._arith.ieee_take`, the rule of the CPU's IEEE max and min.
+The mode rules are :mod:`numbapool._cpu.token_kernels`' (the table in
+docs/guide/tokens.md, "The modes"); max/min updates use :func:`numbapool._arith.ieee_take`,
+the rule of the CPU's IEEE max and min.
 """
 
 import math
@@ -30,18 +31,13 @@ import math
 import numpy as np
 
 from .. import _arith
-from ..tokens import (
-    M_ATTENTION, M_CLS, M_LAST, M_MAX, M_MEAN, M_MEAN_SQRT_LEN, M_MIN, M_SUM, M_WEIGHTED,
-    M_WEIGHTED_MEAN,
+from ..token_plan import (
+    M_CLS, M_LAST, M_MAX, M_MEAN, M_MEAN_SQRT_LEN, M_MIN, M_SUM, M_WEIGHTED, M_WEIGHTED_MEAN,
 )
 from .compat import cuda, jit
 
 _take = jit(device=True)(_arith.ieee_take)
 
-#: The modes that need each accumulator: the kernel's ``needs`` flags, in this order
-#: (sum, position-weighted, weighted, attention, max, min).
-NEEDS = ((M_MEAN, M_SUM, M_MEAN_SQRT_LEN), (M_WEIGHTED_MEAN,), (M_WEIGHTED,), (M_ATTENTION,),
-         (M_MAX,), (M_MIN,))
 #: Threads of a block at most (the shared scratch is sized for it).
 MAX_THREADS = 256
 # rows of the shared scratch: one partial of each lane's thread per row

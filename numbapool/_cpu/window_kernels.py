@@ -22,23 +22,24 @@ Branches inside a hot loop stop LLVM from vectorising it.  The max/min and NaN-p
 are runtime arguments combined with bitwise operators (``_arith.take``), which vectorise.
 Loops index views from zero, so LLVM can drop Numba's negative-index wraparound (which
 also blocks vectorisation).  The loops themselves are ``@overload(prefer_literal=True)``
-generators: the operation (extreme or sum) and the window shapes above are compile-time
-constants baked into the loops they emit.
+generators: the operation (extreme or sum) and the window shapes are compile-time
+constants baked into the loops they emit (:mod:`numbapool._cpu.specialise` lists them).
 
 Scratch is a few rows per chunk of tasks, never a full-size temporary.  The window tables
-come from :mod:`numbapool.geometry` via ``SpatialPlan.tables``; ``geo`` is the tuple
-``(o_first, o_count, o_step, ishape, oshape, l_first, l_count, l_step, l_uniform)``.
+come from :mod:`numbapool.geometry` via ``SpatialPlan.tables``, a
+:class:`~numbapool.plan.WindowTables` named ``tables`` in the kernels.
 """
 
 import numpy as np
 from numba import njit, prange
-from numba.core.errors import TypingError
 from numba.extending import overload
 
 from .. import _arith
 from .half import compute_zero, load, store
-
-OP_EXTREME, OP_SUM = 0, 1  # compile-time operation codes of the row loops
+from .specialise import (
+    OP_EXTREME, OP_SUM, UNROLLED_INDEXED, UNROLLED_WINDOWS, constant_switch, literal,
+    literal_or_none,
+)
 
 _take = njit(cache=True)(_arith.take)
 _take_indexed = njit(cache=True)(_arith.take_indexed)
@@ -48,7 +49,7 @@ _finish = njit(cache=True)(_arith.finish)
 
 # --------------------------------------------------------------------------- task geometry
 # The small helpers below are inlined at Numba's level (``inline="always"``): as calls they
-# cost more per row than the row's arithmetic (avg 3x3/s2 NCHW: 39 -> 27 ms on one thread).
+# cost more per row than the row's arithmetic.
 
 
 @njit(cache=True, inline="always")
@@ -110,13 +111,6 @@ def _window_row(k, jv, o_first, o_step, o_count, ishape, ov):
 # --------------------------------------------------------------------------- max / min
 
 
-def _literal(ty, name):
-    value = getattr(ty, "literal_value", None)
-    if value is None:
-        raise TypingError(f"{name} must be a compile-time constant")
-    return value
-
-
 def _combiner(op):
     """``combine(m, v, is_min, omit)`` for a literal op (extreme or sum)."""
     if op == OP_SUM:
@@ -130,7 +124,7 @@ def fold_row(src, buf, first, op, is_min, omit):
 
 @overload(fold_row, prefer_literal=True)
 def _ol_fold_row(src, buf, first, op, is_min, omit):
-    combine = _combiner(_literal(op, "op"))
+    combine = _combiner(literal(op, "op"))
 
     def impl(src, buf, first, op, is_min, omit):
         if first:
@@ -149,7 +143,7 @@ def fold_windows(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min, omi
 
 @overload(fold_windows, prefer_literal=True)
 def _ol_fold_windows(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min, omit):
-    combine = _combiner(_literal(op, "op"))
+    combine = _combiner(literal(op, "op"))
 
     def impl(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min, omit):
         # zero-based loops over views: LLVM then knows every index is non-negative and drops
@@ -170,16 +164,17 @@ def _ol_fold_windows(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min,
 def fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
     """Stage B for channels-first uniform windows ``o*s + off + j*d`` (``j < k``), ``lo <= o < hi``.
 
-    With ``k``, ``s`` and ``d`` all compile-time constants the taps unroll into one
-    interleaved vector load per output block (about 3x faster than any loop with a runtime
-    tap count); otherwise the loop runs tap-major.
+    With ``k``, ``s`` and ``d`` all compile-time constants (:data:`UNROLLED_WINDOWS`, through
+    :data:`_fold_uniform_switch`) the taps unroll into one interleaved vector load per
+    output block, far faster than any loop with a runtime tap count; otherwise the loop
+    runs tap-major.
     """
 
 
 @overload(fold_uniform, prefer_literal=True)
 def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
-    combine = _combiner(_literal(op, "op"))
-    shape = [getattr(a, "literal_value", None) for a in (k, s, d)]
+    combine = _combiner(literal(op, "op"))
+    shape = [literal_or_none(a) for a in (k, s, d)]
 
     if None not in shape:
         taps, step, dil = shape
@@ -219,16 +214,23 @@ def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
     return impl
 
 
-def fold_last_axis(buf, obuf, geo, C, op, is_min, omit):
+_WINDOW_PARAMS = ("buf", "obuf", "lo", "hi", "k", "s", "d", "off")
+#: fold_uniform with constant taps for the shapes of :data:`UNROLLED_WINDOWS`.
+_fold_uniform_switch = constant_switch(
+    fold_uniform, _WINDOW_PARAMS + ("op", "is_min", "omit"), ("k", "s", "d"), UNROLLED_WINDOWS)
+
+
+def fold_last_axis(buf, obuf, tables, C, op, is_min, omit):
     """Stage B: reduce the last axis of ``buf`` into ``obuf``."""
 
 
 @overload(fold_last_axis, prefer_literal=True)
-def _ol_fold_last_axis(buf, obuf, geo, C, op, is_min, omit):
-    OP = _literal(op, "op")
+def _ol_fold_last_axis(buf, obuf, tables, C, op, is_min, omit):
+    OP = literal(op, "op")
 
-    def impl(buf, obuf, geo, C, op, is_min, omit):
-        l_first, l_count, l_step, uni = geo[5], geo[6], geo[7], geo[8]
+    def impl(buf, obuf, tables, C, op, is_min, omit):
+        l_first, l_count, l_step = tables.l_first, tables.l_count, tables.l_step
+        uni = tables.l_uniform
         Wo = l_first.shape[0]
         lo, hi, k, s, off = uni[0], uni[1], uni[2], uni[3], uni[4]
         if C != 1 or hi <= lo:
@@ -236,26 +238,16 @@ def _ol_fold_last_axis(buf, obuf, geo, C, op, is_min, omit):
             return
         fold_windows(buf, obuf, 0, lo, l_first, l_count, l_step, C, OP, is_min, omit)
         fold_windows(buf, obuf, hi, Wo, l_first, l_count, l_step, C, OP, is_min, omit)
-        # the common sliding shapes get constant taps (see fold_uniform); the rest loops
-        d = l_step
-        if d == 1 and k == 2 and s == 2:
-            fold_uniform(buf, obuf, lo, hi, 2, 2, 1, off, OP, is_min, omit)
-        elif d == 1 and k == 3 and s == 2:
-            fold_uniform(buf, obuf, lo, hi, 3, 2, 1, off, OP, is_min, omit)
-        elif d == 1 and k == 3 and s == 1:
-            fold_uniform(buf, obuf, lo, hi, 3, 1, 1, off, OP, is_min, omit)
-        elif d == 1 and k == 2 and s == 1:
-            fold_uniform(buf, obuf, lo, hi, 2, 1, 1, off, OP, is_min, omit)
-        else:
-            fold_uniform(buf, obuf, lo, hi, k, s, d, off, OP, is_min, omit)
+        _fold_uniform_switch(buf, obuf, lo, hi, k, s, l_step, off, OP, is_min, omit)
 
     return impl
 
 
 @njit(cache=True)
-def extreme_tasks(x, out, t0, t1, geo, C, is_min, omit):
+def extreme_tasks(x, out, t0, t1, tables, C, is_min, omit):
     """Max (or min) pooling of tasks ``[t0, t1)``; values only."""
-    o_first, o_count, o_step, ishape, oshape = geo[0], geo[1], geo[2], geo[3], geo[4]
+    o_first, o_count, o_step = tables.o_first, tables.o_count, tables.o_step
+    ishape, oshape = tables.ishape, tables.oshape
     ro_count = out.shape[1]
     z = compute_zero(x)
     buf = np.full(x.shape[2], z)
@@ -268,31 +260,32 @@ def extreme_tasks(x, out, t0, t1, geo, C, is_min, omit):
         for k in range(_window_rows(o_count, ov)):
             src = x[p, _window_row(k, jv, o_first, o_step, o_count, ishape, ov)]
             fold_row(src, buf, k == 0, OP_EXTREME, is_min, omit)
-        fold_last_axis(buf, obuf, geo, C, OP_EXTREME, is_min, omit)
+        fold_last_axis(buf, obuf, tables, C, OP_EXTREME, is_min, omit)
         dst = out[p, t - p * ro_count]
         for i in range(obuf.shape[0]):
             store(dst, i, obuf[i])
 
 
 @njit(parallel=True, cache=True)
-def extreme_parallel(x, out, n_chunks, geo, C, is_min, omit):
+def extreme_parallel(x, out, n_chunks, tables, C, is_min, omit):
     n_tasks = x.shape[0] * out.shape[1]
     for k in prange(n_chunks):
         extreme_tasks(x, out, k * n_tasks // n_chunks, (k + 1) * n_tasks // n_chunks,
-                      geo, C, is_min, omit)
+                      tables, C, is_min, omit)
 
 
 def fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_min, omit):
     """Indexed stage B for channels-first uniform windows (see :func:`fold_uniform`).
 
     ``ibuf`` holds the input row of each buffered winner; the flat index of a candidate is
-    ``row * W + column``.  Constant ``k``, ``s``, ``d`` unroll the taps, as in fold_uniform.
+    ``row * W + column``.  Constant ``k``, ``s``, ``d`` (:data:`UNROLLED_INDEXED`, through
+    :data:`_fold_indexed_switch`) unroll the taps, as in fold_uniform.
     """
 
 
 @overload(fold_indexed_uniform, prefer_literal=True)
 def _ol_fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_min, omit):
-    shape = [getattr(a, "literal_value", None) for a in (k, s, d)]
+    shape = [literal_or_none(a) for a in (k, s, d)]
     taps, step, dil = shape if None not in shape else (None, None, None)
 
     def impl(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_min, omit):
@@ -320,8 +313,14 @@ def _ol_fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_m
     return impl
 
 
+#: fold_indexed_uniform with constant taps for the shapes of :data:`UNROLLED_INDEXED`.
+_fold_indexed_switch = constant_switch(
+    fold_indexed_uniform, ("buf", "ibuf", "dst", "dsti", "lo", "hi", "k", "s", "d", "off", "W",
+                           "is_min", "omit"), ("k", "s", "d"), UNROLLED_INDEXED)
+
+
 @njit(cache=True)
-def extreme_indexed_tasks(x, out, idx, t0, t1, geo, C, is_min, omit):
+def extreme_indexed_tasks(x, out, idx, t0, t1, tables, C, is_min, omit):
     """Max/min pooling of tasks ``[t0, t1)`` with the flat spatial index of each winner.
 
     Stage A visits rows in increasing flat index, so a plain "strictly better" keeps the
@@ -329,8 +328,10 @@ def extreme_indexed_tasks(x, out, idx, t0, t1, geo, C, is_min, omit):
     candidates from different columns (and rows), where the smaller flat index must win
     ties explicitly.
     """
-    o_first, o_count, o_step, ishape, oshape = geo[0], geo[1], geo[2], geo[3], geo[4]
-    l_first, l_count, l_step, uni = geo[5], geo[6], geo[7], geo[8]
+    o_first, o_count, o_step = tables.o_first, tables.o_count, tables.o_step
+    ishape, oshape = tables.ishape, tables.oshape
+    l_first, l_count, l_step = tables.l_first, tables.l_count, tables.l_step
+    uni = tables.l_uniform
     WC = x.shape[2]
     W = WC // C
     Wo = l_first.shape[0]
@@ -367,13 +368,8 @@ def extreme_indexed_tasks(x, out, idx, t0, t1, geo, C, is_min, omit):
         dst = out[p, ro]
         dsti = idx[p, ro]
         if hi > lo:
-            if l_step == 1 and k == 2 and s == 2:
-                fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, 2, 2, 1, off, W, is_min, omit)
-            elif l_step == 1 and k == 3 and s == 2:
-                fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, 3, 2, 1, off, W, is_min, omit)
-            else:
-                fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, l_step, off, W,
-                                     is_min, omit)
+            _fold_indexed_switch(buf, ibuf, dst, dsti, lo, hi, k, s, l_step, off, W, is_min,
+                                 omit)
         for wo in range(Wo):
             if lo <= wo < hi:
                 continue
@@ -401,23 +397,24 @@ def extreme_indexed_tasks(x, out, idx, t0, t1, geo, C, is_min, omit):
 
 
 @njit(parallel=True, cache=True)
-def extreme_indexed_parallel(x, out, idx, n_chunks, geo, C, is_min, omit):
+def extreme_indexed_parallel(x, out, idx, n_chunks, tables, C, is_min, omit):
     n_tasks = x.shape[0] * out.shape[1]
     for k in prange(n_chunks):
         extreme_indexed_tasks(x, out, idx, k * n_tasks // n_chunks,
-                              (k + 1) * n_tasks // n_chunks, geo, C, is_min, omit)
+                              (k + 1) * n_tasks // n_chunks, tables, C, is_min, omit)
 
 
 # --------------------------------------------------------------------------- sums
 
 
 @njit(cache=True, inline="always")
-def _rows_sum(x, p, buf, nbuf, geo, ov, jv, acc_zero, transform, power, eps, omit):
+def _rows_sum(x, p, buf, nbuf, tables, ov, jv, acc_zero, transform, power, eps, omit):
     """Stage A: element-wise sum (of transformed values) of the outer window's rows.
 
     Under ``omit`` NaNs add nothing and are counted in ``nbuf``.
     """
-    o_first, o_count, o_step, ishape = geo[0], geo[1], geo[2], geo[3]
+    o_first, o_count, o_step = tables.o_first, tables.o_count, tables.o_step
+    ishape = tables.ishape
     jv[:] = 0
     plain = transform == _arith.T_IDENTITY and not omit
     if not plain:
@@ -453,15 +450,16 @@ def _rows_sum(x, p, buf, nbuf, geo, ov, jv, acc_zero, transform, power, eps, omi
 
 
 @njit(cache=True)
-def sum_tasks(x, out, t0, t1, geo, o_div, l_div, C, acc_zero,
-              transform, power, eps, finish, omit, divisor_override):
+def sum_tasks(x, out, t0, t1, tables, C, acc_zero, transform, power, eps, finish, omit,
+              divisor_override):
     """Window sums, turned into means / Lp norms / GeM by ``finish``.
 
     The divisor of a window is ``divisor_override`` when non-zero, else the product of the
     per-axis divisor tables (``o_div``, ``l_div``).  Under ``omit`` NaNs are skipped, the
     divisor loses one per NaN (unless overridden) and a window of only NaNs gives NaN.
     """
-    o_count, oshape, l_count = geo[1], geo[4], geo[6]
+    o_count, oshape, l_count = tables.o_count, tables.oshape, tables.l_count
+    o_div, l_div = tables.o_div, tables.l_div
     ro_count = out.shape[1]
     Wo = l_count.shape[0]
     buf = np.full(x.shape[2], acc_zero)
@@ -473,16 +471,16 @@ def sum_tasks(x, out, t0, t1, geo, o_div, l_div, C, acc_zero,
     jv = np.zeros(oshape.shape[0], np.int64)
     nan = np.float64(np.nan)
     mean_only = finish == _arith.F_MEAN and not omit
-    # means multiply by float64 reciprocals: a division per output cost a quarter of the
-    # run.  For float32 data the float64 product almost always rounds to the same value
+    # means multiply by float64 reciprocals, which are much cheaper than a division per
+    # output.  For float32 data the float64 product almost always rounds to the same value
     # as the quotient; for float64 it is within 2 ulp of it.
     l_inv = 1.0 / l_div
     for t in range(t0, t1):
         p = _decode_task(t, ro_count, oshape, ov)
-        _rows_sum(x, p, buf, nbuf, geo, ov, jv, acc_zero, transform, power, eps, omit)
-        fold_last_axis(buf, obuf, geo, C, OP_SUM, False, False)
+        _rows_sum(x, p, buf, nbuf, tables, ov, jv, acc_zero, transform, power, eps, omit)
+        fold_last_axis(buf, obuf, tables, C, OP_SUM, False, False)
         if omit:
-            fold_last_axis(nbuf, nobuf, geo, C, OP_SUM, False, False)
+            fold_last_axis(nbuf, nobuf, tables, C, OP_SUM, False, False)
         outer_div = 1.0
         outer_taps = 1
         for a in range(ov.shape[0]):
@@ -519,13 +517,12 @@ def sum_tasks(x, out, t0, t1, geo, o_div, l_div, C, acc_zero,
 
 
 @njit(parallel=True, cache=True)
-def sum_parallel(x, out, n_chunks, geo, o_div, l_div, C, acc_zero,
-                 transform, power, eps, finish, omit, divisor_override):
+def sum_parallel(x, out, n_chunks, tables, C, acc_zero, transform, power, eps, finish, omit,
+                 divisor_override):
     n_tasks = x.shape[0] * out.shape[1]
     for k in prange(n_chunks):
         sum_tasks(x, out, k * n_tasks // n_chunks, (k + 1) * n_tasks // n_chunks,
-                  geo, o_div, l_div, C, acc_zero, transform, power, eps, finish, omit,
-                  divisor_override)
+                  tables, C, acc_zero, transform, power, eps, finish, omit, divisor_override)
 
 
 # --------------------------------------------------------------------------- whole planes
@@ -538,7 +535,7 @@ def plane_mean_tasks(x, out, t0, t1, acc_zero):
     Global average pooling of channels-first data, where a plane is one contiguous run:
     ``reassoc`` (and no other fast-math flag: NaN and infinity keep their meaning) lets
     LLVM keep several partial sums in vector registers, which the row-by-row stage A/B
-    path cannot (2x faster on 112x112 planes).
+    path cannot.
     """
     n = x.shape[1]
     inv = 1.0 / n
