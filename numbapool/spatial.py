@@ -16,7 +16,12 @@ is an int.  The ``1d``/``2d``/``3d`` aliases fix N.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
+import numbers
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar, cast, overload
 
 import numpy as np
 
@@ -30,25 +35,39 @@ from ._checks import (
     check_extreme_dtype,
     check_positive_real,
 )
+from ._typing import Array, Device, Layout, NanPolicy, Padding
 from .plan import SpatialPlan
 
 __all__ = [
     "max_pool", "min_pool", "avg_pool", "lp_pool", "adaptive_max_pool", "adaptive_avg_pool",
     "global_max_pool", "global_avg_pool", "gem_pool",
+    "max_pool1d", "max_pool2d", "max_pool3d",
+    "min_pool1d", "min_pool2d", "min_pool3d",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "global_max_pool1d", "global_max_pool2d", "global_max_pool3d",
+    "global_avg_pool1d", "global_avg_pool2d", "global_avg_pool3d",
+    "gem_pool1d", "gem_pool2d", "gem_pool3d",
 ]
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _spatial_rank(value, x, rank, param):
-    """N from a fixed alias rank, a tuple's length, or ``x.ndim - 2``."""
-    if rank is not None:
-        return rank
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _spatial_rank(value, x, param):
+    """N from a tuple's length, or ``x.ndim - 2`` for an int."""
     if isinstance(value, (tuple, list)):
         if len(value) == 0:
             raise ValueError(f"{param} must not be empty")
         return len(value)
+    if not _is_int(value):
+        raise TypeError(f"{param} must be an int or a sequence of ints; got {value!r}")
     n = x.ndim - 2
     if n < 1:
         raise ValueError(
@@ -106,11 +125,11 @@ def _sliding_axes(x, n, layout, kernel_size, stride, padding, dilation, ceil_mod
 
 
 def _extreme_pool(reducer, x, kernel_size, stride, padding, dilation, ceil_mode,
-                  return_indices, nan_policy, layout, out, device, rank):
+                  return_indices, nan_policy, layout, out, device):
     backend, x = dispatch.resolve(x, device)
     _common(x, layout, nan_policy)
     dtype = check_extreme_dtype(x)
-    n = _spatial_rank(kernel_size, x, rank, "kernel_size")
+    n = _spatial_rank(kernel_size, x, "kernel_size")
     lead, channels, axes = _sliding_axes(x, n, layout, kernel_size, stride, padding, dilation,
                                          ceil_mode)
     plan = SpatialPlan(reducer, axes, lead, channels, layout == "channels_last", dtype,
@@ -119,9 +138,36 @@ def _extreme_pool(reducer, x, kernel_size, stride, padding, dilation, ceil_mode,
     return _execute(plan, backend, x, out)
 
 
-def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
-             return_indices=False, nan_policy="propagate", layout="channels_first", out=None,
-             device=None, _rank=None):
+# With ``return_indices`` the result is a (values, indices) pair: the overloads tell type
+# checkers which form a call gets.
+@overload
+def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
+             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
+             *, return_indices: Literal[False] = ..., nan_policy: NanPolicy = ...,
+             layout: Layout = ..., out: Array | None = ..., device: Device = ...) -> Array: ...
+
+
+@overload
+def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
+             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
+             *, return_indices: Literal[True], nan_policy: NanPolicy = ..., layout: Layout = ...,
+             out: tuple[Array, Array] | None = ..., device: Device = ...
+             ) -> tuple[Array, Array]: ...
+
+
+@overload
+def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
+             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
+             *, return_indices: bool, nan_policy: NanPolicy = ..., layout: Layout = ...,
+             out: Array | tuple[Array, Array] | None = ..., device: Device = ...
+             ) -> Array | tuple[Array, Array]: ...
+
+
+def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
+             padding: Padding = 0, dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
+             *, return_indices: bool = False, nan_policy: NanPolicy = "propagate",
+             layout: Layout = "channels_first", out: Array | tuple[Array, Array] | None = None,
+             device: Device = None) -> Array | tuple[Array, Array]:
     """Max pooling over N spatial dimensions (``torch.nn.functional.max_pool{1,2,3}d``, N-D).
 
     Parameters
@@ -131,11 +177,11 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
         Integer (8-64 bit, signed or unsigned) or float16/32/64; the result keeps the dtype.
     kernel_size : int or tuple of int
         Window size; its length is N when a tuple, else N = ``x.ndim - 2``.
-    stride : int or tuple, optional
+    stride : int or tuple of int, optional
         Defaults to ``kernel_size``.
     padding : int, tuple, tuple of (before, after) pairs, "same" or "valid"
         Padded positions never win.  Every window must hold at least one input element.
-    dilation : int or tuple
+    dilation : int or tuple of int
         Distance between window taps.
     ceil_mode : bool
         Round the output size up; a last window starting in the right padding is dropped.
@@ -147,6 +193,7 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
         ``"propagate"``: a NaN in a window gives NaN.  ``"omit"``: NaNs are ignored; a
         window of only NaNs gives NaN.
     layout : {"channels_first", "channels_last"}
+        Whether a channel axis follows the spatial axes.
     out : array, optional
         Preallocated result (or ``(values, indices)`` pair) of the exact shape and dtype.
     device : {None, "cpu", "cuda"}
@@ -154,7 +201,18 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
 
     Returns
     -------
-    array, or (array, int64 array) with ``return_indices``.
+    array, or (array, int64 array) with ``return_indices``
+        ``(*lead, *pooled)`` (channels-first) or ``(*lead, *pooled, C)`` (channels-last), in
+        the array family of ``x`` (or of ``device``).
+
+    Raises
+    ------
+    TypeError
+        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
+    ValueError
+        For a value or shape that does not fit, such as a window wider than the padded input.
+    RuntimeError
+        For ``device="cuda"`` where no CUDA device is available.
 
     Examples
     --------
@@ -170,13 +228,75 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
            [13, 15]])
     """
     return _extreme_pool("max", x, kernel_size, stride, padding, dilation, ceil_mode,
-                         return_indices, nan_policy, layout, out, device, _rank)
+                         return_indices, nan_policy, layout, out, device)
 
 
-def min_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
-             return_indices=False, nan_policy="propagate", layout="channels_first", out=None,
-             device=None, _rank=None):
+@overload
+def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
+             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
+             *, return_indices: Literal[False] = ..., nan_policy: NanPolicy = ...,
+             layout: Layout = ..., out: Array | None = ..., device: Device = ...) -> Array: ...
+
+
+@overload
+def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
+             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
+             *, return_indices: Literal[True], nan_policy: NanPolicy = ..., layout: Layout = ...,
+             out: tuple[Array, Array] | None = ..., device: Device = ...
+             ) -> tuple[Array, Array]: ...
+
+
+@overload
+def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
+             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
+             *, return_indices: bool, nan_policy: NanPolicy = ..., layout: Layout = ...,
+             out: Array | tuple[Array, Array] | None = ..., device: Device = ...
+             ) -> Array | tuple[Array, Array]: ...
+
+
+def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
+             padding: Padding = 0, dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
+             *, return_indices: bool = False, nan_policy: NanPolicy = "propagate",
+             layout: Layout = "channels_first", out: Array | tuple[Array, Array] | None = None,
+             device: Device = None) -> Array | tuple[Array, Array]:
     """Min pooling: :func:`max_pool` with the minimum (same parameters and rules).
+
+    Parameters
+    ----------
+    x : array
+        As in :func:`max_pool`: integer or float16/32/64; the result keeps the dtype.
+    kernel_size : int or tuple of int
+        As in :func:`max_pool`.
+    stride : int or tuple of int, optional
+        As in :func:`max_pool`.
+    padding : int, tuple, tuple of (before, after) pairs, "same" or "valid"
+        As in :func:`max_pool`: padded positions never win.
+    dilation : int or tuple of int
+        As in :func:`max_pool`.
+    ceil_mode : bool
+        As in :func:`max_pool`.
+    return_indices : bool
+        As in :func:`max_pool`: the position of each window's minimum.
+    nan_policy : {"propagate", "omit"}
+        As in :func:`max_pool`.
+    layout : {"channels_first", "channels_last"}
+        As in :func:`max_pool`.
+    out : array, optional
+        As in :func:`max_pool`.
+    device : {None, "cpu", "cuda"}
+        As in :func:`max_pool`.
+
+    Returns
+    -------
+    array, or (array, int64 array) with ``return_indices``
+        As in :func:`max_pool`.
+
+    Raises
+    ------
+    TypeError
+        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
+    ValueError
+        For a value or shape that does not fit, such as a window wider than the padded input.
 
     Examples
     --------
@@ -186,22 +306,65 @@ def min_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     array([[1, 1, 5, 2]], dtype=int16)
     """
     return _extreme_pool("min", x, kernel_size, stride, padding, dilation, ceil_mode,
-                         return_indices, nan_policy, layout, out, device, _rank)
+                         return_indices, nan_policy, layout, out, device)
 
 
-def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-             divisor_override=None, *, dilation=1, nan_policy="propagate",
-             layout="channels_first", out=None, device=None, _rank=None):
+def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
+             padding: Padding = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+             divisor_override: float | None = None, *, dilation: int | Sequence[int] = 1,
+             nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
+             out: Array | None = None, device: Device = None) -> Array:
     """Average pooling over N spatial dimensions (``torch.nn.functional.avg_pool{1,2,3}d``, N-D).
-
-    The divisor of a window is ``divisor_override`` when given; else, with
-    ``count_include_pad``, the number of window positions inside ``[-before, L + after)``
-    (overhang past the right padding never counts); else the number of in-bounds elements.
-    Under ``nan_policy="omit"`` NaNs are left out of the sum and (unless overridden) the
-    divisor, and a window of only NaNs gives NaN.
 
     float16/32/64 keep their dtype (float16 is accumulated in float32); integer input gives
     float64.  ``dilation`` is an extension (PyTorch's avg_pool has none).
+
+    Parameters
+    ----------
+    x : array
+        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
+        Integer (8-64 bit, signed or unsigned) or float16/32/64.
+    kernel_size : int or tuple of int
+        Window size; its length is N when a tuple, else N = ``x.ndim - 2``.
+    stride : int or tuple of int, optional
+        Defaults to ``kernel_size``.
+    padding : int, tuple, tuple of (before, after) pairs, "same" or "valid"
+        Padded positions add nothing to the sum.  Every window must hold at least one input
+        element.
+    ceil_mode : bool
+        Round the output size up; a last window starting in the right padding is dropped.
+    count_include_pad : bool
+        The divisor of a window: with ``True``, the number of its positions inside
+        ``[-before, L + after)`` (overhang past the right padding never counts); with
+        ``False``, the number of its in-bounds elements.
+    divisor_override : float, optional
+        A finite, non-zero divisor for every window, in place of the count.
+    dilation : int or tuple of int
+        Distance between window taps.
+    nan_policy : {"propagate", "omit"}
+        ``"propagate"``: a NaN in a window gives NaN.  ``"omit"``: NaNs are left out of the
+        sum and (unless ``divisor_override`` is given) of the divisor; a window of only NaNs
+        gives NaN.
+    layout : {"channels_first", "channels_last"}
+        Whether a channel axis follows the spatial axes.
+    out : array, optional
+        Preallocated result of the exact shape and dtype.
+    device : {None, "cpu", "cuda"}
+        Where to compute; ``None`` means where ``x`` lives.
+
+    Returns
+    -------
+    array
+        ``(*lead, *pooled)`` (channels-first) or ``(*lead, *pooled, C)`` (channels-last);
+        the dtype of a float ``x``, float64 for an integer ``x``.
+
+    Raises
+    ------
+    TypeError
+        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
+    ValueError
+        For a value or shape that does not fit, such as a window wider than the padded input
+        or ``divisor_override=0``.
 
     Examples
     --------
@@ -217,7 +380,7 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
     backend, x = dispatch.resolve(x, device)
     _common(x, layout, nan_policy)
     out_dtype, acc_dtype = averaging_dtypes(x)
-    n = _spatial_rank(kernel_size, x, rank=_rank, param="kernel_size")
+    n = _spatial_rank(kernel_size, x, "kernel_size")
     lead, channels, axes = _sliding_axes(x, n, layout, kernel_size, stride, padding, dilation,
                                          ceil_mode)
     include_pad = check_bool(count_include_pad, "count_include_pad")
@@ -235,12 +398,49 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
     return _execute(plan, backend, x, out)
 
 
-def lp_pool(x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
-            layout="channels_first", out=None, device=None, _rank=None):
+def lp_pool(x: Array, norm_type: float, kernel_size: int | Sequence[int],
+            stride: int | Sequence[int] | None = None, ceil_mode: bool = False, *,
+            layout: Layout = "channels_first", out: Array | None = None,
+            device: Device = None) -> Array:
     """Power-average pooling: ``(sum of x**p over the window) ** (1/p)``.
 
-    As ``torch.nn.functional.lp_pool{1,2,3}d`` (no padding), N-D; the sum runs over the
-    in-bounds part of the window (``ceil_mode``), and a non-positive sum gives 0.
+    As ``torch.nn.functional.lp_pool{1,2,3}d`` (no padding), N-D.
+
+    Parameters
+    ----------
+    x : array
+        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
+        Integer or float16/32/64; the sums are accumulated in float64.
+    norm_type : float
+        The power ``p``, finite and > 0.
+    kernel_size : int or tuple of int
+        Window size; its length is N when a tuple, else N = ``x.ndim - 2``.
+    stride : int or tuple of int, optional
+        Defaults to ``kernel_size``.
+    ceil_mode : bool
+        Round the output size up; the sum of a last, partial window runs over its in-bounds
+        part.
+    layout : {"channels_first", "channels_last"}
+        Whether a channel axis follows the spatial axes.
+    out : array, optional
+        Preallocated result of the exact shape and dtype.
+    device : {None, "cpu", "cuda"}
+        Where to compute; ``None`` means where ``x`` lives.
+
+    Returns
+    -------
+    array
+        ``(*lead, *pooled)`` (channels-first) or ``(*lead, *pooled, C)`` (channels-last);
+        the dtype of a float ``x``, float64 for an integer ``x``.  A window whose sum is not
+        positive gives 0.
+
+    Raises
+    ------
+    TypeError
+        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
+    ValueError
+        For a value or shape that does not fit, such as ``norm_type=0`` or a window wider
+        than the input.
 
     Examples
     --------
@@ -253,7 +453,7 @@ def lp_pool(x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
     _common(x, layout)
     out_dtype, acc_dtype = averaging_dtypes(x)
     p = check_positive_real(norm_type, "norm_type")
-    n = _spatial_rank(kernel_size, x, rank=_rank, param="kernel_size")
+    n = _spatial_rank(kernel_size, x, "kernel_size")
     lead, channels, axes = _sliding_axes(x, n, layout, kernel_size, stride, 0, 1, ceil_mode)
     plan = SpatialPlan("sum", axes, lead, channels, layout == "channels_last", out_dtype,
                        acc_dtype=np.dtype(np.float64), transform="power", power=p,
@@ -264,12 +464,10 @@ def lp_pool(x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
 # --------------------------------------------------------------------------- adaptive
 
 
-def _adaptive_axes(x, output_size, layout, rank):
-    n = _spatial_rank(output_size, x, rank, "output_size")
+def _adaptive_axes(x, output_size, layout):
+    n = _spatial_rank(output_size, x, "output_size")
     lead, spatial, channels = _split_shape(x, n, layout)
     if isinstance(output_size, (tuple, list)):
-        if len(output_size) != n:
-            raise ValueError(f"output_size must have {n} entries; got {tuple(output_size)!r}")
         sizes = [spatial[i] if o is None else o for i, o in enumerate(output_size)]
     else:
         sizes = [output_size] * n
@@ -278,12 +476,69 @@ def _adaptive_axes(x, output_size, layout, rank):
     return lead, channels, axes
 
 
-def adaptive_max_pool(x, output_size, *, return_indices=False, nan_policy="propagate",
-                      layout="channels_first", out=None, device=None, _rank=None):
-    """Adaptive max pooling to ``output_size`` (``None`` entries keep that dimension).
+@overload
+def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
+                      return_indices: Literal[False] = ..., nan_policy: NanPolicy = ...,
+                      layout: Layout = ..., out: Array | None = ...,
+                      device: Device = ...) -> Array: ...
+
+
+@overload
+def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
+                      return_indices: Literal[True], nan_policy: NanPolicy = ...,
+                      layout: Layout = ..., out: tuple[Array, Array] | None = ...,
+                      device: Device = ...) -> tuple[Array, Array]: ...
+
+
+@overload
+def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
+                      return_indices: bool, nan_policy: NanPolicy = ..., layout: Layout = ...,
+                      out: Array | tuple[Array, Array] | None = ...,
+                      device: Device = ...) -> Array | tuple[Array, Array]: ...
+
+
+def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
+                      return_indices: bool = False, nan_policy: NanPolicy = "propagate",
+                      layout: Layout = "channels_first",
+                      out: Array | tuple[Array, Array] | None = None,
+                      device: Device = None) -> Array | tuple[Array, Array]:
+    """Adaptive max pooling to ``output_size`` (``adaptive_max_pool{1,2,3}d`` of PyTorch, N-D).
 
     Window ``i`` of an axis of length L pooled to O spans ``[floor(i*L/O), ceil((i+1)*L/O))``;
-    O may exceed L.  Indices, ties and NaN as in :func:`max_pool`.
+    O may exceed L.
+
+    Parameters
+    ----------
+    x : array
+        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
+        Integer or float16/32/64; the result keeps the dtype.
+    output_size : int or tuple of (int or None)
+        Output size per spatial dimension; a ``None`` entry keeps that dimension's size.  Its
+        length is N when a tuple, else N = ``x.ndim - 2``.
+    return_indices : bool
+        Also return int64 indices of the winners, as in :func:`max_pool`.
+    nan_policy : {"propagate", "omit"}
+        As in :func:`max_pool`.
+    layout : {"channels_first", "channels_last"}
+        Whether a channel axis follows the spatial axes.
+    out : array, optional
+        Preallocated result (or ``(values, indices)`` pair) of the exact shape and dtype.
+    device : {None, "cpu", "cuda"}
+        Where to compute; ``None`` means where ``x`` lives.
+
+    Returns
+    -------
+    array, or (array, int64 array) with ``return_indices``
+        ``(*lead, *output_size)`` (channels-first) or ``(*lead, *output_size, C)``
+        (channels-last).
+
+    Raises
+    ------
+    TypeError
+        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
+    ValueError
+        For a value or shape that does not fit, such as an output size below 1 or a spatial
+        axis of length 0.
 
     Examples
     --------
@@ -295,16 +550,51 @@ def adaptive_max_pool(x, output_size, *, return_indices=False, nan_policy="propa
     backend, x = dispatch.resolve(x, device)
     _common(x, layout, nan_policy)
     dtype = check_extreme_dtype(x)
-    lead, channels, axes = _adaptive_axes(x, output_size, layout, _rank)
+    lead, channels, axes = _adaptive_axes(x, output_size, layout)
     plan = SpatialPlan("max", axes, lead, channels, layout == "channels_last", dtype,
                        omit_nan=nan_policy == "omit",
                        return_indices=check_bool(return_indices, "return_indices"))
     return _execute(plan, backend, x, out)
 
 
-def adaptive_avg_pool(x, output_size, *, nan_policy="propagate", layout="channels_first",
-                      out=None, device=None, _rank=None):
-    """Adaptive average pooling to ``output_size`` (windows as :func:`adaptive_max_pool`).
+def adaptive_avg_pool(x: Array, output_size: int | Sequence[int | None], *,
+                      nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
+                      out: Array | None = None, device: Device = None) -> Array:
+    """Adaptive average pooling to ``output_size`` (``adaptive_avg_pool{1,2,3}d`` of PyTorch, N-D).
+
+    The windows are those of :func:`adaptive_max_pool`.
+
+    Parameters
+    ----------
+    x : array
+        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
+        Integer or float16/32/64.
+    output_size : int or tuple of (int or None)
+        Output size per spatial dimension; a ``None`` entry keeps that dimension's size.  Its
+        length is N when a tuple, else N = ``x.ndim - 2``.
+    nan_policy : {"propagate", "omit"}
+        ``"propagate"``: a NaN in a window gives NaN.  ``"omit"``: NaNs are left out of the
+        sum and the count; a window of only NaNs gives NaN.
+    layout : {"channels_first", "channels_last"}
+        Whether a channel axis follows the spatial axes.
+    out : array, optional
+        Preallocated result of the exact shape and dtype.
+    device : {None, "cpu", "cuda"}
+        Where to compute; ``None`` means where ``x`` lives.
+
+    Returns
+    -------
+    array
+        ``(*lead, *output_size)`` (channels-first) or ``(*lead, *output_size, C)``
+        (channels-last); the dtype of a float ``x``, float64 for an integer ``x``.
+
+    Raises
+    ------
+    TypeError
+        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
+    ValueError
+        For a value or shape that does not fit, such as an output size below 1 or a spatial
+        axis of length 0.
 
     Examples
     --------
@@ -316,7 +606,7 @@ def adaptive_avg_pool(x, output_size, *, nan_policy="propagate", layout="channel
     backend, x = dispatch.resolve(x, device)
     _common(x, layout, nan_policy)
     out_dtype, acc_dtype = averaging_dtypes(x)
-    lead, channels, axes = _adaptive_axes(x, output_size, layout, _rank)
+    lead, channels, axes = _adaptive_axes(x, output_size, layout)
     plan = SpatialPlan("sum", axes, lead, channels, layout == "channels_last", out_dtype,
                        acc_dtype=_wide(acc_dtype, axes), omit_nan=nan_policy == "omit")
     return _execute(plan, backend, x, out)
@@ -352,11 +642,7 @@ def _divisors(n):
     return tuple(small + [n // d for d in reversed(small)])
 
 
-def _global_axes(x, spatial_dims, layout, keepdims, rank):
-    if rank is not None:
-        if spatial_dims not in (None, rank):
-            raise ValueError(f"spatial_dims={spatial_dims!r} contradicts the {rank}-D alias")
-        spatial_dims = rank
+def _global_axes(x, spatial_dims, layout, keepdims):
     if spatial_dims is None:
         n = x.ndim - 2
         if n < 1:
@@ -364,7 +650,7 @@ def _global_axes(x, spatial_dims, layout, keepdims, rank):
                 f"spatial_dims=None reads x as (batch, channel, *spatial) and needs x.ndim >= 3; "
                 f"got x.ndim == {x.ndim}; pass spatial_dims"
             )
-    elif isinstance(spatial_dims, (int, np.integer)) and not isinstance(spatial_dims, bool):
+    elif _is_int(spatial_dims):
         n = int(spatial_dims)
         if n < 1:
             raise ValueError(f"spatial_dims must be >= 1; got {spatial_dims!r}")
@@ -380,13 +666,44 @@ def _global_axes(x, spatial_dims, layout, keepdims, rank):
     return lead, channels, axes, result_shape
 
 
-def global_max_pool(x, spatial_dims=None, *, keepdims=False, nan_policy="propagate",
-                    layout="channels_first", out=None, device=None, _rank=None):
+def global_max_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool = False,
+                    nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
+                    out: Array | None = None, device: Device = None) -> Array:
     """Maximum over the spatial axes.
 
-    ``spatial_dims`` (default ``x.ndim - 2``) spatial axes are reduced: the last ones for
-    channels-first, the ones before the channel axis for channels-last.  They are dropped,
-    or kept with size 1 when ``keepdims``.
+    Parameters
+    ----------
+    x : array
+        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
+        Integer or float16/32/64; the result keeps the dtype.
+    spatial_dims : int, optional
+        How many spatial axes to reduce (default ``x.ndim - 2``): the last ones for
+        channels-first, the ones before the channel axis for channels-last.
+    keepdims : bool
+        Keep the reduced axes with size 1 instead of dropping them.
+    nan_policy : {"propagate", "omit"}
+        ``"propagate"``: a NaN in a plane gives NaN.  ``"omit"``: NaNs are ignored; a plane
+        of only NaNs gives NaN.
+    layout : {"channels_first", "channels_last"}
+        Whether a channel axis follows the spatial axes.
+    out : array, optional
+        Preallocated result of the exact shape and dtype.
+    device : {None, "cpu", "cuda"}
+        Where to compute; ``None`` means where ``x`` lives.
+
+    Returns
+    -------
+    array
+        ``lead`` (channels-first) or ``(*lead, C)`` (channels-last), with ``spatial_dims``
+        axes of size 1 before ``C`` when ``keepdims``.
+
+    Raises
+    ------
+    TypeError
+        For an unsupported type or dtype of ``x``, ``out`` or ``spatial_dims``.
+    ValueError
+        For a value or shape that does not fit, such as more ``spatial_dims`` than ``x``
+        has axes, or a spatial axis of length 0.
 
     Examples
     --------
@@ -401,15 +718,50 @@ def global_max_pool(x, spatial_dims=None, *, keepdims=False, nan_policy="propaga
     backend, x = dispatch.resolve(x, device)
     _common(x, layout, nan_policy)
     dtype = check_extreme_dtype(x)
-    lead, channels, axes, shape = _global_axes(x, spatial_dims, layout, keepdims, _rank)
+    lead, channels, axes, shape = _global_axes(x, spatial_dims, layout, keepdims)
     plan = SpatialPlan("max", axes, lead, channels, layout == "channels_last", dtype,
                        omit_nan=nan_policy == "omit")
     return _execute(plan, backend, x, out, shape)
 
 
-def global_avg_pool(x, spatial_dims=None, *, keepdims=False, nan_policy="propagate",
-                    layout="channels_first", out=None, device=None, _rank=None):
+def global_avg_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool = False,
+                    nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
+                    out: Array | None = None, device: Device = None) -> Array:
     """Mean over the spatial axes (axes chosen as in :func:`global_max_pool`).
+
+    Parameters
+    ----------
+    x : array
+        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
+        Integer or float16/32/64.
+    spatial_dims : int, optional
+        How many spatial axes to reduce (default ``x.ndim - 2``), as in
+        :func:`global_max_pool`.
+    keepdims : bool
+        Keep the reduced axes with size 1 instead of dropping them.
+    nan_policy : {"propagate", "omit"}
+        ``"propagate"``: a NaN in a plane gives NaN.  ``"omit"``: NaNs are left out of the
+        sum and the count; a plane of only NaNs gives NaN.
+    layout : {"channels_first", "channels_last"}
+        Whether a channel axis follows the spatial axes.
+    out : array, optional
+        Preallocated result of the exact shape and dtype.
+    device : {None, "cpu", "cuda"}
+        Where to compute; ``None`` means where ``x`` lives.
+
+    Returns
+    -------
+    array
+        Shaped as in :func:`global_max_pool`; the dtype of a float ``x``, float64 for an
+        integer ``x``.
+
+    Raises
+    ------
+    TypeError
+        For an unsupported type or dtype of ``x``, ``out`` or ``spatial_dims``.
+    ValueError
+        For a value or shape that does not fit, such as more ``spatial_dims`` than ``x``
+        has axes, or a spatial axis of length 0.
 
     Examples
     --------
@@ -423,18 +775,54 @@ def global_avg_pool(x, spatial_dims=None, *, keepdims=False, nan_policy="propaga
     backend, x = dispatch.resolve(x, device)
     _common(x, layout, nan_policy)
     out_dtype, acc_dtype = averaging_dtypes(x)
-    lead, channels, axes, shape = _global_axes(x, spatial_dims, layout, keepdims, _rank)
+    lead, channels, axes, shape = _global_axes(x, spatial_dims, layout, keepdims)
     plan = SpatialPlan("sum", axes, lead, channels, layout == "channels_last", out_dtype,
                        acc_dtype=_wide(acc_dtype, axes), omit_nan=nan_policy == "omit")
     return _execute(plan, backend, x, out, shape)
 
 
-def gem_pool(x, p=3.0, eps=1e-6, spatial_dims=None, *, keepdims=False,
-             layout="channels_first", out=None, device=None, _rank=None):
+def gem_pool(x: Array, p: float = 3.0, eps: float = 1e-6, spatial_dims: int | None = None, *,
+             keepdims: bool = False, layout: Layout = "channels_first", out: Array | None = None,
+             device: Device = None) -> Array:
     """Generalised-mean (GeM) pooling: ``mean(clip(x, eps, None) ** p) ** (1/p)``.
 
     Over the spatial axes chosen as in :func:`global_max_pool`.  ``p=1`` is the mean of the
     clipped values; large ``p`` approaches the maximum.
+
+    Parameters
+    ----------
+    x : array
+        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
+        Integer or float16/32/64; the sums are accumulated in float64.
+    p : float
+        The power, finite and > 0.
+    eps : float
+        Lower clip bound applied before the power, finite and >= 0.
+    spatial_dims : int, optional
+        How many spatial axes to reduce (default ``x.ndim - 2``), as in
+        :func:`global_max_pool`.
+    keepdims : bool
+        Keep the reduced axes with size 1 instead of dropping them.
+    layout : {"channels_first", "channels_last"}
+        Whether a channel axis follows the spatial axes.
+    out : array, optional
+        Preallocated result of the exact shape and dtype.
+    device : {None, "cpu", "cuda"}
+        Where to compute; ``None`` means where ``x`` lives.
+
+    Returns
+    -------
+    array
+        Shaped as in :func:`global_max_pool`; the dtype of a float ``x``, float64 for an
+        integer ``x``.
+
+    Raises
+    ------
+    TypeError
+        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
+    ValueError
+        For a value or shape that does not fit, such as ``p=0`` or more ``spatial_dims``
+        than ``x`` has axes.
 
     Examples
     --------
@@ -448,7 +836,7 @@ def gem_pool(x, p=3.0, eps=1e-6, spatial_dims=None, *, keepdims=False,
     out_dtype, _ = averaging_dtypes(x)
     power = check_positive_real(p, "p")
     eps = check_positive_real(eps, "eps", allow_zero=True)
-    lead, channels, axes, shape = _global_axes(x, spatial_dims, layout, keepdims, _rank)
+    lead, channels, axes, shape = _global_axes(x, spatial_dims, layout, keepdims)
     plan = SpatialPlan("sum", axes, lead, channels, layout == "channels_last", out_dtype,
                        acc_dtype=np.dtype(np.float64), transform="clip_power", power=power,
                        eps=eps, finish="root_mean")
@@ -458,25 +846,95 @@ def gem_pool(x, p=3.0, eps=1e-6, spatial_dims=None, *, keepdims=False,
 # --------------------------------------------------------------------------- fixed-rank aliases
 
 
-def _alias(func, rank):
+_Pool = TypeVar("_Pool", bound=Callable[..., Any])
+
+
+def _per_axis(value, rank, param):
+    """An int repeated ``rank`` times; a sequence must already have ``rank`` entries."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != rank:
+            raise ValueError(
+                f"{param} must have {rank} entries, one per spatial dimension of a {rank}-D "
+                f"pool; got {tuple(value)!r} of length {len(value)}"
+            )
+        return value
+    if _is_int(value):
+        return (value,) * rank
+    return value  # neither: the N-D function says what is wrong with it
+
+
+def _alias_spatial_dims(value, rank, param):
+    """``rank`` for ``None``; a different int contradicts the alias."""
+    if value is None:
+        return rank
+    if _is_int(value) and value != rank:
+        raise ValueError(f"{param}={value!r} contradicts the {rank}-D alias")
+    return value  # ``rank`` itself, or a type the N-D function rejects
+
+
+def _fixed_rank(func: _Pool, rank: int) -> _Pool:
+    """``func`` with N fixed to ``rank`` spatial dimensions.
+
+    The alias rewrites one argument and calls ``func``: an int ``kernel_size`` or
+    ``output_size`` becomes a ``rank``-tuple (a tuple must have ``rank`` entries), and
+    ``spatial_dims`` defaults to ``rank``.  Its signature is ``func``'s, so it is typed as
+    ``func``.
+    """
+    code = func.__code__
+    positional = code.co_varnames[:code.co_argcount]
+    param = next(p for p in ("kernel_size", "output_size", "spatial_dims") if p in positional)
+    index = positional.index(param)
+    fix = _alias_spatial_dims if param == "spatial_dims" else _per_axis
+
     @functools.wraps(func)
     def alias(*args, **kwargs):
-        return func(*args, _rank=rank, **kwargs)
+        if len(args) > index:
+            args = (*args[:index], fix(args[index], rank, param), *args[index + 1:])
+        elif param in kwargs:
+            kwargs[param] = fix(kwargs[param], rank, param)
+        elif param == "spatial_dims":  # not given: the alias's rank
+            kwargs[param] = rank
+        return func(*args, **kwargs)
 
-    alias.__name__ = alias.__qualname__ = f"{func.__name__}{rank}d"
-    alias.__doc__ = (
-        f"{rank}-D :func:`numbapool.{func.__name__}`: N is fixed to {rank} spatial "
-        f"dimension(s); an int ``kernel_size``/``output_size`` applies to each of them.\n\n"
-        f"See :func:`numbapool.{func.__name__}` for parameters and rules."
-    )
-    return alias
+    name = func.__name__
+    alias.__name__ = alias.__qualname__ = f"{name}{rank}d"
+    if param == "spatial_dims":
+        rule = f"``spatial_dims`` defaults to {rank}; another value raises ``ValueError``."
+    else:
+        rule = (f"An int ``{param}`` applies to every spatial dimension; a tuple must have "
+                f"{rank} entries.")
+    summary = (f"{rank}-D :func:`numbapool.{name}`: N is fixed to {rank} spatial "
+               f"dimension{'s' if rank > 1 else ''}.")
+    note = textwrap.fill(f"Any number of leading axes is allowed.  {rule}  The parameters and "
+                         f"rules are those of :func:`numbapool.{name}`:", width=88)
+    alias.__doc__ = f"{summary}\n\n{note}\n\n{inspect.cleandoc(func.__doc__ or '')}\n"
+    return cast(_Pool, alias)  # same signature as func (functools.wraps keeps it visible)
 
 
-_ALIASED = (max_pool, min_pool, avg_pool, lp_pool, adaptive_max_pool, adaptive_avg_pool,
-            global_max_pool, global_avg_pool, gem_pool)
-for _func in _ALIASED:
-    for _rank in (1, 2, 3):
-        _a = _alias(_func, _rank)
-        globals()[_a.__name__] = _a
-        __all__.append(_a.__name__)
-del _func, _rank, _a
+max_pool1d = _fixed_rank(max_pool, 1)
+max_pool2d = _fixed_rank(max_pool, 2)
+max_pool3d = _fixed_rank(max_pool, 3)
+min_pool1d = _fixed_rank(min_pool, 1)
+min_pool2d = _fixed_rank(min_pool, 2)
+min_pool3d = _fixed_rank(min_pool, 3)
+avg_pool1d = _fixed_rank(avg_pool, 1)
+avg_pool2d = _fixed_rank(avg_pool, 2)
+avg_pool3d = _fixed_rank(avg_pool, 3)
+lp_pool1d = _fixed_rank(lp_pool, 1)
+lp_pool2d = _fixed_rank(lp_pool, 2)
+lp_pool3d = _fixed_rank(lp_pool, 3)
+adaptive_max_pool1d = _fixed_rank(adaptive_max_pool, 1)
+adaptive_max_pool2d = _fixed_rank(adaptive_max_pool, 2)
+adaptive_max_pool3d = _fixed_rank(adaptive_max_pool, 3)
+adaptive_avg_pool1d = _fixed_rank(adaptive_avg_pool, 1)
+adaptive_avg_pool2d = _fixed_rank(adaptive_avg_pool, 2)
+adaptive_avg_pool3d = _fixed_rank(adaptive_avg_pool, 3)
+global_max_pool1d = _fixed_rank(global_max_pool, 1)
+global_max_pool2d = _fixed_rank(global_max_pool, 2)
+global_max_pool3d = _fixed_rank(global_max_pool, 3)
+global_avg_pool1d = _fixed_rank(global_avg_pool, 1)
+global_avg_pool2d = _fixed_rank(global_avg_pool, 2)
+global_avg_pool3d = _fixed_rank(global_avg_pool, 3)
+gem_pool1d = _fixed_rank(gem_pool, 1)
+gem_pool2d = _fixed_rank(gem_pool, 2)
+gem_pool3d = _fixed_rank(gem_pool, 3)
