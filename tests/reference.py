@@ -1,4 +1,4 @@
-"""A naive oracle for numbapool's spatial pooling, written from API.md's formulas.
+"""A naive oracle for numbapool's spatial pooling, written from the rules in docs/guide/spatial.md.
 
 Nothing here is shared with the package: window positions are listed explicitly, each output
 position is a Python loop iteration (vectorised over planes only), sums are float64. It is

@@ -1,4 +1,4 @@
-"""A naive oracle for token pooling, written from the table in API.md section 3.
+"""A naive oracle for token pooling, written from the table in docs/guide/tokens.md, "The modes".
 
 One Python loop per sequence and per mode, in float64, with no shared code with the
 kernels: gather a sequence's tokens, apply the formula, cast to the input dtype.
