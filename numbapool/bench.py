@@ -10,6 +10,11 @@ line (``python -m numbapool bench``).  Every case times, on the same input in th
   memory-bound, so ``roofline time / numbapool time`` is the fraction of the bandwidth limit
   that numbapool reaches.
 
+A case names a public function and its arguments; the torch and NumPy columns are that
+function's formulations in :mod:`numbapool.comparisons`, the registry the test suite checks
+against a naive oracle, so every column computes the same thing.  A formulation that does
+not cover a case's arguments leaves its column empty.
+
 >>> [c.name for c in cases(quick=True)][:2]
 ['max2d_k2_nchw', 'max2d_k3s2p1_nchw']
 """
@@ -17,12 +22,15 @@ line (``python -m numbapool bench``).  Every case times, on the same input in th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
+
+from .comparisons import COMPARISONS
 
 IMPLS = ("numbapool", "torch", "numpy", "roofline")
 
@@ -34,178 +42,103 @@ _TOKENS = {False: (64, 256, 768), True: (4, 16, 32)}
 
 
 @dataclasses.dataclass(frozen=True)
+class Inputs:
+    """The array arguments of a case's call, and the bytes the op must read from them."""
+
+    arrays: tuple
+    read_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Case:
-    """One benchmark: ``make()`` builds the inputs, each impl maps them to a result."""
+    """One benchmark: ``function(*inputs.arrays, *args, **kwargs)`` on what ``make()`` builds.
+
+    ``function`` names a public numbapool function; its torch and NumPy formulations are
+    those of :data:`numbapool.comparisons.COMPARISONS`, called with the same arguments.
+    """
 
     name: str
-    make: Callable[[], dict]
-    ours: Callable[[dict], object]
-    torch: Optional[Callable[[object, dict], object]] = None
-    numpy: Optional[Callable[[dict], object]] = None
+    function: str
+    args: tuple
+    kwargs: Mapping
+    make: Callable[[], Inputs]
+
+    def implementation(self, impl) -> Optional[Callable]:
+        """The callable of ``impl`` ("numbapool", "torch" or "numpy"); None when there is none."""
+        if impl == "numbapool":
+            import numbapool
+
+            return getattr(numbapool, self.function)
+        return getattr(COMPARISONS[self.function], impl)
+
+    def run(self, impl, inputs):
+        """``impl``'s result on ``inputs``."""
+        return self.implementation(impl)(*inputs.arrays, *self.args, **self.kwargs)
+
+    def ours(self, inputs):
+        """numbapool's result on ``inputs``."""
+        return self.run("numbapool", inputs)
 
     def moved_bytes(self, inputs) -> int:
         """Bytes the op must read and write: its input (valid tokens only) plus its output."""
         result = self.ours(inputs)
         outputs = result if isinstance(result, tuple) else (result,)
-        return int(inputs["read_bytes"] + sum(np.asarray(r).nbytes for r in outputs))
+        return int(inputs.read_bytes + sum(np.asarray(r).nbytes for r in outputs))
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def _image(shape, layout):
+def image_inputs(shape, layout="nchw"):
+    """A maker of float32 ``(N, C, *spatial)`` input, made ``(N, *spatial, C)`` for "nhwc"."""
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     if layout == "nhwc":
         x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    return lambda: {"x": x, "read_bytes": x.nbytes}
+    return lambda: Inputs((x,), x.nbytes)
 
 
-def _tokens(shape):
+def token_inputs(shape):
+    """A maker of float32 ``(B, L, D)`` hidden states with random lengths, right-padded."""
     b, length, d = shape
     rng = np.random.default_rng(0)
     hidden = rng.standard_normal(shape, dtype=np.float32)
     lengths = rng.integers(1, length + 1, size=b)
     mask = np.arange(length)[None, :] < lengths[:, None]
-    return lambda: {"x": hidden, "mask": mask, "read_bytes": int(lengths.sum()) * d * 4}
-
-
-def _torch_input(torch, inputs, layout):
-    """The input as a torch tensor in the case's memory format, sharing memory."""
-    t = torch.from_numpy(inputs["x"])
-    if layout == "nhwc":  # NHWC memory seen as an NCHW tensor in channels_last format
-        t = t.permute(0, t.ndim - 1, *range(1, t.ndim - 1))
-    return t
-
-
-# --------------------------------------------------------------------------- NumPy formulations
-
-
-def _windows(x, k, s, p, axes, fill):
-    """Sliding k-windows with stride s and symmetric padding p over ``axes`` (views)."""
-    if p:
-        pad = [(p, p) if a in axes else (0, 0) for a in range(x.ndim)]
-        x = np.pad(x, pad, constant_values=fill)
-    w = np.lib.stride_tricks.sliding_window_view(x, (k,) * len(axes), axis=axes)
-    sl = tuple(slice(None, None, s) if a in axes else slice(None) for a in range(x.ndim))
-    return w[sl]
-
-
-def _np_pool(reduce, k, s, p, axes, fill=0.0):
-    def run(inputs):
-        w = _windows(inputs["x"], k, s, p, axes, fill)
-        return reduce(w, axis=tuple(range(-len(axes), 0)))
-    return run
-
-
-def _np_block(reduce, k, axes):
-    """Non-overlapping k-blocks by reshaping: the fastest NumPy form of a stride-k pool."""
-    def run(inputs):
-        x = inputs["x"]
-        shape, red = [], []
-        for a, n in enumerate(x.shape):
-            if a in axes:
-                shape += [n // k, k]
-                red.append(len(shape) - 1)
-            else:
-                shape.append(n)
-        return reduce(x.reshape(shape), axis=tuple(red))
-    return run
-
-
-def _np_tokens(modes):
-    def run(inputs):
-        h, m = inputs["x"], inputs["mask"]
-        parts = []
-        for mode in modes:
-            if mode == "cls":
-                parts.append(h[:, 0])
-            elif mode == "mean":
-                mf = m[..., None].astype(h.dtype)
-                parts.append((h * mf).sum(1) / np.maximum(mf.sum(1), 1))
-            elif mode == "max":
-                parts.append(np.where(m[..., None], h, -np.inf).max(1))
-        return np.concatenate(parts, axis=-1)
-    return run
-
-
-def _torch_tokens(modes):
-    def run(torch, inputs):
-        h, m = torch.from_numpy(inputs["x"]), torch.from_numpy(inputs["mask"])
-        parts = []
-        for mode in modes:
-            if mode == "cls":
-                parts.append(h[:, 0])
-            elif mode == "mean":
-                mf = m.unsqueeze(-1).to(h.dtype)
-                parts.append((h * mf).sum(1) / mf.sum(1).clamp(min=1))
-            elif mode == "max":
-                parts.append(h.masked_fill(~m.unsqueeze(-1), float("-inf")).amax(1))
-        return torch.cat(parts, dim=-1)
-    return run
+    return lambda: Inputs((hidden, mask), int(lengths.sum()) * d * 4)
 
 
 # --------------------------------------------------------------------------- the cases
 
+# (name, function, args, kwargs) of the image cases, each run in both layouts
+_IMAGE_CASES = [
+    ("max2d_k2", "max_pool", (2,), {}),
+    ("max2d_k3s2p1", "max_pool", (3, 2, 1), {}),
+    ("max2d_k2_indices", "max_pool", (2,), {"return_indices": True}),
+    ("max2d_k3s2p1_indices", "max_pool", (3, 2, 1), {"return_indices": True}),
+    ("avg2d_k3s2p1", "avg_pool", (3, 2, 1), {}),
+    ("adaptive_avg_7x7", "adaptive_avg_pool", (7,), {}),
+    ("adaptive_max_7x7", "adaptive_max_pool", (7,), {}),
+    ("global_avg", "global_avg_pool", (), {}),
+    ("global_max", "global_max_pool", (), {}),
+]
+_TOKEN_CASES = [("mean", "mean"), ("max", "max"), ("multi", ("cls", "mean", "max"))]
+
 
 def cases(quick=False):
     """The suite's cases; ``quick`` swaps in tiny shapes (a smoke run of every code path)."""
-    import numbapool as nbp
-
     out = []
-    img, vol, sig, tok = _IMAGE[quick], _VOLUME[quick], _SIGNAL[quick], _TOKENS[quick]
     for layout in ("nchw", "nhwc"):
-        cl = "channels_last" if layout == "nhwc" else "channels_first"
-        ax = (2, 3) if layout == "nchw" else (1, 2)
-        make = _image(img, layout)
-
-        def add(name, ours, theirs, numpy=None, layout=layout):
-            out.append(Case(f"{name}_{layout}", make, ours,
-                            lambda torch, inputs, f=theirs, lay=layout:
-                            f(torch.nn.functional, _torch_input(torch, inputs, lay)),
-                            numpy))
-
-        add("max2d_k2", lambda i, cl=cl: nbp.max_pool2d(i["x"], 2, layout=cl),
-            lambda F, t: F.max_pool2d(t, 2), _np_block(np.max, 2, ax))
-        add("max2d_k3s2p1", lambda i, cl=cl: nbp.max_pool2d(i["x"], 3, 2, 1, layout=cl),
-            lambda F, t: F.max_pool2d(t, 3, 2, 1), _np_pool(np.max, 3, 2, 1, ax, -np.inf))
-        add("max2d_k2_indices",
-            lambda i, cl=cl: nbp.max_pool2d(i["x"], 2, return_indices=True, layout=cl),
-            lambda F, t: F.max_pool2d(t, 2, return_indices=True))
-        add("max2d_k3s2p1_indices",
-            lambda i, cl=cl: nbp.max_pool2d(i["x"], 3, 2, 1, return_indices=True, layout=cl),
-            lambda F, t: F.max_pool2d(t, 3, 2, 1, return_indices=True))
-        add("avg2d_k3s2p1", lambda i, cl=cl: nbp.avg_pool2d(i["x"], 3, 2, 1, layout=cl),
-            lambda F, t: F.avg_pool2d(t, 3, 2, 1), _np_pool(np.mean, 3, 2, 1, ax))
-        size = img[-1] // 7  # the adaptive windows' size when 7 divides the input
-        add("adaptive_avg_7x7", lambda i, cl=cl: nbp.adaptive_avg_pool2d(i["x"], 7, layout=cl),
-            lambda F, t: F.adaptive_avg_pool2d(t, 7),
-            _np_block(np.mean, size, ax) if img[-1] % 7 == 0 else None)
-        add("adaptive_max_7x7", lambda i, cl=cl: nbp.adaptive_max_pool2d(i["x"], 7, layout=cl),
-            lambda F, t: F.adaptive_max_pool2d(t, 7),
-            _np_block(np.max, size, ax) if img[-1] % 7 == 0 else None)
-        add("global_avg", lambda i, cl=cl: nbp.global_avg_pool(i["x"], layout=cl),
-            lambda F, t: F.adaptive_avg_pool2d(t, 1),
-            lambda i, ax=ax: i["x"].mean(axis=ax))
-        add("global_max", lambda i, cl=cl: nbp.global_max_pool(i["x"], layout=cl),
-            lambda F, t: F.adaptive_max_pool2d(t, 1),
-            lambda i, ax=ax: i["x"].max(axis=ax))
-    make3 = _image(vol, "nchw")
-    out.append(Case("max3d_k2_ncdhw", make3, lambda i: nbp.max_pool3d(i["x"], 2),
-                    lambda torch, i: torch.nn.functional.max_pool3d(torch.from_numpy(i["x"]), 2),
-                    _np_block(np.max, 2, (2, 3, 4))))
-    out.append(Case("avg3d_k2_ncdhw", make3, lambda i: nbp.avg_pool3d(i["x"], 2),
-                    lambda torch, i: torch.nn.functional.avg_pool3d(torch.from_numpy(i["x"]), 2),
-                    _np_block(np.mean, 2, (2, 3, 4))))
-    out.append(Case("max1d_k3s2_ncl", _image(sig, "nchw"), lambda i: nbp.max_pool1d(i["x"], 3, 2),
-                    lambda torch, i: torch.nn.functional.max_pool1d(torch.from_numpy(i["x"]), 3, 2),
-                    _np_pool(np.max, 3, 2, 0, (2,))))
-    if hasattr(nbp, "pool_tokens"):
-        make_t = _tokens(tok)
-        for label, modes in (("mean", "mean"), ("max", "max"), ("multi", ["cls", "mean", "max"])):
-            names = [modes] if isinstance(modes, str) else modes
-            out.append(Case(f"tokens_{label}", make_t,
-                            lambda i, modes=modes: nbp.pool_tokens(i["x"], i["mask"], modes),
-                            _torch_tokens(names), _np_tokens(names)))
+        make = image_inputs(_IMAGE[quick], layout)
+        kwargs = {"layout": "channels_last" if layout == "nhwc" else "channels_first"}
+        for name, function, args, extra in _IMAGE_CASES:
+            out.append(Case(f"{name}_{layout}", function, args, {**extra, **kwargs}, make))
+    volume, signal = image_inputs(_VOLUME[quick]), image_inputs(_SIGNAL[quick])
+    out.append(Case("max3d_k2_ncdhw", "max_pool", (2,), {}, volume))
+    out.append(Case("avg3d_k2_ncdhw", "avg_pool", (2,), {}, volume))
+    out.append(Case("max1d_k3s2_ncl", "max_pool", (3, 2), {}, signal))
+    tokens = token_inputs(_TOKENS[quick])
+    for label, modes in _TOKEN_CASES:
+        out.append(Case(f"tokens_{label}", "pool_tokens", (modes,), {}, tokens))
     return out
 
 
@@ -241,14 +174,33 @@ def copy_roofline(n_bytes):
 # --------------------------------------------------------------------------- running
 
 
-def callables(case, inputs, torch=None):
-    """``{impl: zero-argument callable}`` for the implementations available here."""
-    calls = {"numbapool": lambda: case.ours(inputs)}
-    if torch is not None and case.torch is not None:
-        calls["torch"] = lambda: case.torch(torch, inputs)
-    if case.numpy is not None:
-        calls["numpy"] = lambda: case.numpy(inputs)
-    calls["roofline"] = copy_roofline(case.moved_bytes(inputs))
+def prepared(case, impl, inputs):
+    """``impl`` ("numbapool", "torch" or "numpy") on ``inputs`` as a zero-argument callable.
+
+    It is called once here, untimed (numbapool compiles or loads its kernels then); None
+    when ``impl`` has no formulation for the case's arguments.
+    """
+    func = case.implementation(impl)
+    if func is None:
+        return None
+    call = functools.partial(func, *inputs.arrays, *case.args, **case.kwargs)
+    try:
+        call()
+    except NotImplementedError:
+        return None
+    return call
+
+
+def callables(case, inputs, impls=IMPLS):
+    """``{impl: zero-argument callable}`` for those of ``impls`` that cover the case."""
+    calls = {}
+    for impl in impls:
+        if impl == "roofline":
+            calls[impl] = copy_roofline(case.moved_bytes(inputs))
+        else:
+            call = prepared(case, impl, inputs)
+            if call is not None:
+                calls[impl] = call
     return calls
 
 
@@ -289,11 +241,12 @@ def run(quick=False, progress=sys.stderr):
     """Time every case; returns a list of per-case dicts of seconds and ratios."""
     import numba
 
+    impls = IMPLS
     try:
         import torch
         torch.set_num_threads(numba.get_num_threads())
     except ImportError:
-        torch = None
+        impls = tuple(impl for impl in IMPLS if impl != "torch")
     todo = cases(quick)
     rows = []
     for n, case in enumerate(todo, 1):
@@ -302,7 +255,7 @@ def run(quick=False, progress=sys.stderr):
             progress.write(f"\r[{bar:20s}] {n}/{len(todo)} {case.name:28s}")
             progress.flush()
         inputs = case.make()
-        calls = callables(case, inputs, torch)
+        calls = callables(case, inputs, impls)
         row = {"case": case.name}
         for impl, call in calls.items():
             row[impl] = time_call(call, min_time=0.05 if quick else 0.3)

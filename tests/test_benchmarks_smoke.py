@@ -4,6 +4,7 @@ These check that every benchmark case runs, agrees with its PyTorch/NumPy formul
 produces a report; they time nothing that is asserted.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,22 +18,33 @@ from numbapool import bench
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _arrays(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
 @pytest.mark.parametrize("case", bench.cases(quick=True), ids=lambda c: c.name)
 def test_case_formulations_agree(case):
     """numbapool, NumPy and PyTorch compute the same thing in every benchmark case."""
     inputs = case.make()
     ours = case.ours(inputs)
-    ours = ours[0] if isinstance(ours, tuple) else ours
-    if case.numpy is not None:
-        np.testing.assert_allclose(ours, case.numpy(inputs), rtol=1e-5, atol=1e-6)
-    torch = pytest.importorskip("torch") if case.torch is not None else None
-    if torch is not None:
-        theirs = case.torch(torch, inputs)
-        theirs = theirs[0] if isinstance(theirs, tuple) else theirs
-        theirs = theirs.numpy()
-        if "nhwc" in case.name:  # torch reports NCHW-shaped tensors; ours keep NHWC
-            theirs = np.moveaxis(theirs, 1, -1)
-        np.testing.assert_allclose(ours, theirs.reshape(ours.shape), rtol=1e-5, atol=1e-6)
+    impls = ["numpy"] + (["torch"] if importlib.util.find_spec("torch") else [])
+    compared = 0
+    for impl in impls:
+        call = bench.prepared(case, impl, inputs)
+        if call is None:
+            continue
+        for got, want in zip(_arrays(ours), _arrays(call()), strict=True):
+            assert got.shape == want.shape and got.dtype == want.dtype, impl
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=impl)
+        compared += 1
+    assert compared, "no outside formulation covers this case"
+
+
+def test_numpy_column_is_empty_only_for_indices():
+    """Every case has a NumPy formulation except the indices ones (NumPy gives none)."""
+    for case in bench.cases(quick=True):
+        covered = bench.prepared(case, "numpy", case.make()) is not None
+        assert covered != case.kwargs.get("return_indices", False), case.name
 
 
 def test_suite_and_report(tmp_path):

@@ -1,8 +1,10 @@
 """numbapool against torch.nn.functional, the outside oracle, over every configuration torch
 accepts: max/min values and indices compare exactly, averages within float tolerance, in
-both layouts (channels-last input is the NCHW array permuted).
+both layouts (channels-last input is the NCHW array permuted).  The torch calls are the
+formulations of numbapool.comparisons (the benchmark's torch column, checked against the
+naive oracle in test_comparisons.py), given numbapool's arguments.
 
-Where API.md departs from torch, API.md wins and these tests stay inside the overlap:
+Where docs/guide/spatial.md departs from torch, the docs win; these tests stay inside the overlap:
 torch's index of a NaN is the last NaN's (API: the first), and torch's lp_pool scales a
 partial ceil_mode window by kernel/count (API: the plain sum over the in-bounds part).
 """
@@ -14,9 +16,10 @@ from hypothesis import strategies as st
 
 import numbapool as nbp
 from conftest import as_view, make_values, tolerances
+from numbapool.comparisons import COMPARISONS
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+pytest.importorskip("torch")
+TORCH = {name: formulations.torch for name, formulations in COMPARISONS.items()}
 
 pytestmark = pytest.mark.torch
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -25,10 +28,6 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def _cl(a):
     """NC(spatial) -> N(spatial)C, C-contiguous."""
     return np.ascontiguousarray(np.moveaxis(a, 1, -1))
-
-
-def _np(t):
-    return t.detach().numpy()
 
 
 def _both_layouts(func, x, *args, **kwargs):
@@ -73,10 +72,12 @@ def torch_sliding(draw, dilation=True, padding=True, values="ties"):
     return x, n, k, s, p, d, draw(st.booleans())
 
 
-def _torch(fn, *args, **kwargs):
+def _torch(name, *args, **kwargs):
     """torch's result, or a rejected example when torch refuses the configuration."""
     try:
-        return fn(*args, **kwargs)
+        return TORCH[name](*args, **kwargs)
+    except NotImplementedError:  # a RuntimeError too, but one the formulation declares
+        raise
     except RuntimeError:
         event("torch refuses")
         assume(False)
@@ -86,18 +87,16 @@ def _torch(fn, *args, **kwargs):
 @given(case=torch_sliding())
 def test_max_min_pool(case):
     x, n, k, s, p, d, ceil_mode = case
-    pool = getattr(F, f"max_pool{n}d")
-    t = torch.from_numpy(x)
-    want_v, want_i = _torch(pool, t, k, s, p, d, ceil_mode, return_indices=True)
-    neg_v, neg_i = pool(-t, k, s, p, d, ceil_mode, return_indices=True)
+    want_v, want_i = _torch("max_pool", x, k, s, p, d, ceil_mode, return_indices=True)
+    min_v, min_i = TORCH["min_pool"](x, k, s, p, d, ceil_mode, return_indices=True)
     alias = getattr(nbp, f"max_pool{n}d")
     for got_v, got_i in _both_layouts(alias, x, k, s, p, d, ceil_mode, return_indices=True):
-        _exact(got_v, _np(want_v))
-        _exact(got_i, _np(want_i))
+        _exact(got_v, want_v)
+        _exact(got_i, want_i)
     for got_v, got_i in _both_layouts(nbp.min_pool, x, k, s, p, d, ceil_mode,
                                       return_indices=True):
-        _exact(got_v, -_np(neg_v))
-        _exact(got_i, _np(neg_i))
+        _exact(got_v, min_v)
+        _exact(got_i, min_i)
 
 
 @settings(max_examples=120, **SETTINGS)
@@ -105,9 +104,9 @@ def test_max_min_pool(case):
 def test_max_pool_nan_values(case):
     """NaN propagates as in torch (indices differ by contract: first NaN, not last)."""
     x, n, k, s, p, d, ceil_mode = case
-    want = _torch(getattr(F, f"max_pool{n}d"), torch.from_numpy(x), k, s, p, d, ceil_mode)
+    want = _torch("max_pool", x, k, s, p, d, ceil_mode)
     for got in _both_layouts(nbp.max_pool, x, k, s, p, d, ceil_mode):
-        _exact(got, _np(want))
+        _exact(got, want)
 
 
 @settings(max_examples=300, **SETTINGS)
@@ -118,26 +117,24 @@ def test_avg_pool(case, count_include_pad, divisor_override):
     kwargs = dict(ceil_mode=ceil_mode, count_include_pad=count_include_pad)
     if n > 1:  # avg_pool1d has no divisor_override
         kwargs["divisor_override"] = divisor_override
-    want = _torch(getattr(F, f"avg_pool{n}d"), torch.from_numpy(x), k, s, p, **kwargs)
+    want = _torch("avg_pool", x, k, s, p, **kwargs)
     for got in _both_layouts(getattr(nbp, f"avg_pool{n}d"), x, k, s, p, **kwargs):
-        _close(got, _np(want))
+        _close(got, want)
 
 
 @settings(max_examples=160, **SETTINGS)
 @given(case=torch_sliding(dilation=False, padding=False, values="normal"),
        norm_type=st.sampled_from([1.0, 2.0, 3.0, 1.5]))
 def test_lp_pool(case, norm_type):
-    x, n, k, s, _, _, ceil_mode = case
-    x = np.abs(x) + 0.1  # torch takes a signed root of negative sums; API.md gives 0
-    spatial = x.shape[2:]
-    out = [(L - ki + (si - 1 if ceil_mode else 0)) // si + 1 for L, ki, si in zip(spatial, k, s)]
-    if any((o - 1) * si + ki > L for o, si, ki, L in zip(out, s, k, spatial)):
-        event("partial ceil_mode window: torch rescales it, API.md does not")
+    x, _, k, s, _, _, ceil_mode = case
+    x = np.abs(x) + 0.1  # torch takes a signed root of negative sums; docs/guide/spatial.md gives 0
+    try:
+        want = _torch("lp_pool", x, norm_type, k, s, ceil_mode)
+    except NotImplementedError:  # the formulation declines a partial last window
+        event("partial ceil_mode window: torch rescales it, docs/guide/spatial.md does not")
         assume(False)
-    tk, ts = (k[0], s[0]) if n == 1 else (k, s)  # lp_pool1d multiplies by an int kernel
-    want = _torch(getattr(F, f"lp_pool{n}d"), torch.from_numpy(x), norm_type, tk, ts, ceil_mode)
     for got in _both_layouts(nbp.lp_pool, x, norm_type, k, s, ceil_mode):
-        _close(got, _np(want))
+        _close(got, want)
 
 
 @st.composite
@@ -145,30 +142,27 @@ def torch_adaptive(draw):
     n = draw(st.integers(1, 3))
     x = draw(torch_input(n, values="ties"))
     size = tuple(draw(st.one_of(st.none(), st.integers(1, 11))) for _ in range(n))
-    if n == 1 and size[0] is None:  # torch's 1-D adaptive pools take no None
-        size = x.shape[-1:]
-    return x, n, size
+    return x, n, size  # the formulations give a None size the input's (torch's 1-D cannot)
 
 
 @settings(max_examples=200, **SETTINGS)
 @given(case=torch_adaptive())
 def test_adaptive_max_pool(case):
     x, n, size = case
-    want_v, want_i = getattr(F, f"adaptive_max_pool{n}d")(torch.from_numpy(x), size,
-                                                          return_indices=True)
+    want_v, want_i = TORCH["adaptive_max_pool"](x, size, return_indices=True)
     alias = getattr(nbp, f"adaptive_max_pool{n}d")
     for got_v, got_i in _both_layouts(alias, x, size, return_indices=True):
-        _exact(got_v, _np(want_v))
-        _exact(got_i, _np(want_i))
+        _exact(got_v, want_v)
+        _exact(got_i, want_i)
 
 
 @settings(max_examples=200, **SETTINGS)
 @given(case=torch_adaptive())
 def test_adaptive_avg_pool(case):
-    x, n, size = case
-    want = getattr(F, f"adaptive_avg_pool{n}d")(torch.from_numpy(x), size)
+    x, _, size = case
+    want = TORCH["adaptive_avg_pool"](x, size)
     for got in _both_layouts(nbp.adaptive_avg_pool, x, size):
-        _close(got, _np(want))
+        _close(got, want)
 
 
 @settings(max_examples=100, **SETTINGS)
@@ -176,14 +170,12 @@ def test_adaptive_avg_pool(case):
        p=st.sampled_from([1.0, 3.0, 2.5]))
 def test_global_and_gem(n, data, keepdims, p):
     x = data.draw(torch_input(n))
-    t, dims = torch.from_numpy(x), tuple(range(2, 2 + n))
-    got = _both_layouts(nbp.global_max_pool, x, keepdims=True)
-    for g in got:
-        _exact(g, _np(torch.amax(t, dims, keepdim=True)))
+    for g in _both_layouts(nbp.global_max_pool, x, keepdims=True):
+        _exact(g, TORCH["global_max_pool"](x, keepdims=True))
     for g in _both_layouts(nbp.global_avg_pool, x, n, keepdims=True):
-        _close(g, _np(t.mean(dims, keepdim=True)))
-    gem = t.clamp(min=1e-6).pow(p).mean(dims, keepdim=keepdims).pow(1.0 / p)
-    _close(getattr(nbp, f"gem_pool{n}d")(x, p, keepdims=keepdims), _np(gem))
+        _close(g, TORCH["global_avg_pool"](x, n, keepdims=True))
+    gem = TORCH["gem_pool"](x, p, spatial_dims=n, keepdims=keepdims)
+    _close(getattr(nbp, f"gem_pool{n}d")(x, p, keepdims=keepdims), gem)
 
 
 # --------------------------------------------------------------------------- fixed cases
@@ -205,12 +197,11 @@ def test_max_pool_dtypes(dtype, spatial, k, s, p, d, ceil_mode):
     """Exact values and indices in the dtypes torch's CPU max pooling also supports."""
     x = make_values(np.random.default_rng(3), (2, 3) + spatial, dtype, "ties")
     n = len(spatial)
-    want_v, want_i = getattr(F, f"max_pool{n}d")(torch.from_numpy(x), k, s, p, d, ceil_mode,
-                                                 return_indices=True)
+    want_v, want_i = TORCH["max_pool"](x, k, s, p, d, ceil_mode, return_indices=True)
     for got_v, got_i in _both_layouts(getattr(nbp, f"max_pool{n}d"), x, k, s, p, d, ceil_mode,
                                       return_indices=True):
-        _exact(got_v, _np(want_v))
-        _exact(got_i, _np(want_i))
+        _exact(got_v, want_v)
+        _exact(got_i, want_i)
 
 
 @pytest.mark.parametrize("spatial, k, s, p, d, ceil_mode", CLASSIC)
@@ -222,20 +213,19 @@ def test_avg_pool_classic(spatial, k, s, p, d, ceil_mode, count_include_pad):
         k = (k,) * n
     p = (p,) * n if isinstance(p, int) else p
     p = tuple(min(pi, ki // 2) for pi, ki in zip(p, k))  # torch's avg limit
-    want = getattr(F, f"avg_pool{n}d")(torch.from_numpy(x), k, s, p, ceil_mode,
-                                       count_include_pad)
+    want = TORCH["avg_pool"](x, k, s, p, ceil_mode, count_include_pad)
     for got in _both_layouts(nbp.avg_pool, x, k, s, p, ceil_mode, count_include_pad):
-        _close(got, _np(want))
+        _close(got, want)
 
 
 def test_strided_views_match_torch():
     """Views (non-contiguous, negative strides, Fortran) pool like torch on the same data."""
     x = make_values(np.random.default_rng(5), (2, 3, 9, 8), "float32", "ties")
-    want_v, want_i = F.max_pool2d(torch.from_numpy(x), 3, 2, 1, return_indices=True)
-    want_a = F.avg_pool2d(torch.from_numpy(x), 3, 2, 1)
+    want_v, want_i = TORCH["max_pool"](x, 3, 2, 1, return_indices=True)
+    want_a = TORCH["avg_pool"](x, 3, 2, 1)
     for kind in ("fortran", "strided", "negative", "readonly"):
         v = as_view(x, kind)
         got_v, got_i = nbp.max_pool2d(v, 3, 2, 1, return_indices=True)
-        _exact(got_v, _np(want_v))
-        _exact(got_i, _np(want_i))
-        _close(nbp.avg_pool2d(v, 3, 2, 1), _np(want_a))
+        _exact(got_v, want_v)
+        _exact(got_i, want_i)
+        _close(nbp.avg_pool2d(v, 3, 2, 1), want_a)
