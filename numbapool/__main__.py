@@ -1,8 +1,6 @@
 """Command line: ``python -m numbapool {demo,bench,info}``.
 
-* ``demo``: pool a random image batch and time each call (first call vs warm);
-* ``bench [--quick]``: the benchmark suite against PyTorch CPU, NumPy and the copy roofline;
-* ``info``: versions, threading layer, thread count and CUDA availability.
+Run ``python -m numbapool --help`` (or ``COMMAND --help``) for what each command does.
 """
 
 from __future__ import annotations
@@ -10,6 +8,45 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+
+# PyTorch CPU is what the benchmark compares with; the README's install commands pin it too
+TORCH_REQUIREMENT = "torch==2.13.0"
+
+DESCRIPTION = "numbapool: fast, exact pooling for NumPy and CUDA arrays, built on Numba."
+
+EXAMPLES = """\
+examples:
+  python -m numbapool demo              a quick look (compiles or loads the kernels)
+  python -m numbapool demo --batch 1    warm the kernel cache, e.g. in a Docker build
+  python -m numbapool bench --quick     a smoke run of every case in seconds
+  python -m numbapool bench             the full comparison (a few minutes)
+  python -m numbapool info              what this environment provides
+"""
+
+DEMO_DESCRIPTION = """\
+Pool a random float32 (batch, 64, 112, 112) image batch with max, average, adaptive,
+global and GeM pooling, and time each call twice: the first call (which compiles the
+kernel, or loads it from the on-disk cache) and the best of three warm calls.  Ends with
+NumPy's reshape-max of the same 2x2 pool as a point of comparison.
+"""
+
+BENCH_DESCRIPTION = f"""\
+Time every benchmark case (image, volume, signal and token pooling, float32) with
+numbapool, PyTorch CPU (same layout and thread count), NumPy, and a parallel copy of
+the bytes the op must read and write (the memory-bandwidth roofline).  Prints a table
+of median times, "vs torch" and "vs numpy" speedups, the fraction of the roofline
+reached and the extra memory each call needs.  The full sizes take a few minutes.
+
+Without PyTorch the torch column and the speedup over it are missing; install the
+CPU build first to see them:
+  python -m pip install "{TORCH_REQUIREMENT}"
+"""
+
+INFO_DESCRIPTION = """\
+Print the versions of numbapool, Numba, NumPy and numba-cuda, Numba's threading layer
+and thread count, the size above which kernels run in parallel, whether CUDA (a GPU or
+Numba's simulator) is available, and where compiled kernels are cached.
+"""
 
 
 def _demo(args) -> int:
@@ -52,13 +89,35 @@ def _timed(call) -> float:
     return time.perf_counter() - t0
 
 
+def _torch_installed() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def torch_missing_note() -> str:
+    """What the benchmark table lacks without PyTorch, and the command that adds it."""
+    return ("PyTorch is not installed: the table's torch columns stay empty (-) and there is "
+            "no speedup over PyTorch.\nTo compare with it, install its CPU build and run again:"
+            f'\n    python -m pip install "{TORCH_REQUIREMENT}"')
+
+
 def _bench(args) -> int:
     from . import bench
 
+    # said before the run (which takes minutes) and again under the table, where it is read
+    have_torch = _torch_installed()
+    if not have_torch:
+        print(torch_missing_note(), flush=True)
     rows = bench.run(quick=args.quick)
     print(bench.format_table(rows))
     if args.quick:
         print("(quick mode: tiny shapes, which time call overhead, not bandwidth)")
+    if not have_torch:
+        print()
+        print(torch_missing_note())
     return 0
 
 
@@ -70,18 +129,33 @@ def _info(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m numbapool", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="pool a random image batch and time each call")
-    demo.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+def _parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m numbapool", description=DESCRIPTION,
+                                     epilog=EXAMPLES, formatter_class=raw)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands", description="run 'python -m numbapool "
+                                "COMMAND --help' for a command's details and options")
+    demo = sub.add_parser("demo", help="pool a random image batch, timing each call",
+                          description=DEMO_DESCRIPTION, formatter_class=raw)
+    demo.add_argument("--batch", type=int, default=8, metavar="N",
+                      help="images in the batch (default 8; 1 is enough to warm the cache)")
     demo.set_defaults(func=_demo)
-    bench = sub.add_parser("bench", help="run the benchmark suite and print the table")
-    bench.add_argument("--quick", action="store_true", help="tiny shapes: a smoke run in seconds")
+    bench = sub.add_parser("bench", help="benchmark against PyTorch CPU, NumPy and a memory copy",
+                           description=BENCH_DESCRIPTION, formatter_class=raw)
+    bench.add_argument("--quick", action="store_true",
+                       help="tiny shapes: a smoke run of every case in seconds (times call "
+                            "overhead, not bandwidth)")
     bench.set_defaults(func=_bench)
-    info = sub.add_parser("info", help="versions, threads, CUDA availability")
+    info = sub.add_parser("info", help="versions, threads and CUDA availability",
+                          description=INFO_DESCRIPTION, formatter_class=raw)
     info.set_defaults(func=_info)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Parse ``argv`` (default: the command line) and run the command; returns the exit code."""
+    args = _parser().parse_args(argv)
     return args.func(args)
 
 

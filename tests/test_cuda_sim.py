@@ -554,3 +554,12 @@ def test_tokens_out_device_and_errors():
         nbp.pool_tokens(cuda.to_device(np.zeros((2, 3, 4), np.int32)))
     empty = nbp.pool_tokens(cuda.to_device(np.zeros((0, 3, 4), np.float32)))
     assert empty.shape == (0, 4)
+
+
+def test_readme_gpu_block():
+    """The README's GPU example takes its CUDA branch and prints what its comments say."""
+    from test_docs import readme_blocks, run_readme_block
+
+    (block,) = [b for b in readme_blocks() if b.id == "on-the-gpu"]
+    output = run_readme_block(block)
+    assert "(2, 3, 4, 4)" in output and "not available" not in output
