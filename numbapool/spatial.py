@@ -21,7 +21,7 @@ import math
 import numbers
 import textwrap
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 
@@ -138,31 +138,6 @@ def _extreme_pool(reducer, x, kernel_size, stride, padding, dilation, ceil_mode,
     return _execute(plan, backend, x, out)
 
 
-# With ``return_indices`` the result is a (values, indices) pair: the overloads tell type
-# checkers which form a call gets.
-@overload
-def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
-             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
-             *, return_indices: Literal[False] = ..., nan_policy: NanPolicy = ...,
-             layout: Layout = ..., out: Array | None = ..., device: Device = ...) -> Array: ...
-
-
-@overload
-def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
-             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
-             *, return_indices: Literal[True], nan_policy: NanPolicy = ..., layout: Layout = ...,
-             out: tuple[Array, Array] | None = ..., device: Device = ...
-             ) -> tuple[Array, Array]: ...
-
-
-@overload
-def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
-             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
-             *, return_indices: bool, nan_policy: NanPolicy = ..., layout: Layout = ...,
-             out: Array | tuple[Array, Array] | None = ..., device: Device = ...
-             ) -> Array | tuple[Array, Array]: ...
-
-
 def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
              padding: Padding = 0, dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
              *, return_indices: bool = False, nan_policy: NanPolicy = "propagate",
@@ -229,29 +204,6 @@ def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
     """
     return _extreme_pool("max", x, kernel_size, stride, padding, dilation, ceil_mode,
                          return_indices, nan_policy, layout, out, device)
-
-
-@overload
-def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
-             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
-             *, return_indices: Literal[False] = ..., nan_policy: NanPolicy = ...,
-             layout: Layout = ..., out: Array | None = ..., device: Device = ...) -> Array: ...
-
-
-@overload
-def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
-             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
-             *, return_indices: Literal[True], nan_policy: NanPolicy = ..., layout: Layout = ...,
-             out: tuple[Array, Array] | None = ..., device: Device = ...
-             ) -> tuple[Array, Array]: ...
-
-
-@overload
-def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = ...,
-             padding: Padding = ..., dilation: int | Sequence[int] = ..., ceil_mode: bool = ...,
-             *, return_indices: bool, nan_policy: NanPolicy = ..., layout: Layout = ...,
-             out: Array | tuple[Array, Array] | None = ..., device: Device = ...
-             ) -> Array | tuple[Array, Array]: ...
 
 
 def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
@@ -393,7 +345,7 @@ def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
         if override == 0 or not np.isfinite(override):
             raise ValueError(f"divisor_override must be finite and non-zero; got {divisor_override!r}")
     plan = SpatialPlan("sum", axes, lead, channels, layout == "channels_last", out_dtype,
-                       acc_dtype=acc_dtype, omit_nan=nan_policy == "omit",
+                       acc_dtype=_wide(acc_dtype, axes), omit_nan=nan_policy == "omit",
                        divisor="padded" if include_pad else "valid", divisor_override=override)
     return _execute(plan, backend, x, out)
 
@@ -474,27 +426,6 @@ def _adaptive_axes(x, output_size, layout):
     sizes = geometry.as_int_tuple(tuple(sizes), n, "output_size", minimum=1)
     axes = tuple(geometry.adaptive_axis(L, O, axis=i) for i, (L, O) in enumerate(zip(spatial, sizes)))
     return lead, channels, axes
-
-
-@overload
-def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
-                      return_indices: Literal[False] = ..., nan_policy: NanPolicy = ...,
-                      layout: Layout = ..., out: Array | None = ...,
-                      device: Device = ...) -> Array: ...
-
-
-@overload
-def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
-                      return_indices: Literal[True], nan_policy: NanPolicy = ...,
-                      layout: Layout = ..., out: tuple[Array, Array] | None = ...,
-                      device: Device = ...) -> tuple[Array, Array]: ...
-
-
-@overload
-def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
-                      return_indices: bool, nan_policy: NanPolicy = ..., layout: Layout = ...,
-                      out: Array | tuple[Array, Array] | None = ...,
-                      device: Device = ...) -> Array | tuple[Array, Array]: ...
 
 
 def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
@@ -613,7 +544,9 @@ def adaptive_avg_pool(x: Array, output_size: int | Sequence[int | None], *,
 
 
 def _wide(acc_dtype, axes):
-    """float64 accumulation for long windows, where float32 sums lose digits."""
+    """The accumulator of a window sum: float64 for windows of more than 64 taps, where float32
+    sums lose digits, else ``acc_dtype`` (the one rule of every averaging pool; lp and GeM
+    always sum in float64)."""
     taps = 1
     for a in axes:
         taps *= int(a.count.max())
