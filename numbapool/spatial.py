@@ -21,11 +21,11 @@ import math
 import numbers
 import textwrap
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from . import dispatch, geometry
+from . import _docstrings, dispatch, geometry
 from ._checks import (
     LAYOUTS,
     NAN_POLICIES,
@@ -138,6 +138,7 @@ def _extreme_pool(reducer, x, kernel_size, stride, padding, dilation, ceil_mode,
     return _execute(plan, backend, x, out)
 
 
+@_docstrings.fill
 def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
              padding: Padding = 0, dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
              *, return_indices: bool = False, nan_policy: NanPolicy = "propagate",
@@ -147,47 +148,21 @@ def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
 
     Parameters
     ----------
-    x : array
-        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
-        Integer (8-64 bit, signed or unsigned) or float16/32/64; the result keeps the dtype.
-    kernel_size : int or tuple of int
-        Window size; its length is N when a tuple, else N = ``x.ndim - 2``.
-    stride : int or tuple of int, optional
-        Defaults to ``kernel_size``.
-    padding : int, tuple, tuple of (before, after) pairs, "same" or "valid"
-        Padded positions never win.  Every window must hold at least one input element.
-    dilation : int or tuple of int
-        Distance between window taps.
-    ceil_mode : bool
-        Round the output size up; a last window starting in the right padding is dropped.
-    return_indices : bool
-        Also return int64 indices: the flat row-major position of each winner within its
-        plane's unpadded spatial extent (PyTorch's convention, in both layouts).  Ties go to
-        the first element in row-major window order; under ``"propagate"`` to the first NaN.
-    nan_policy : {"propagate", "omit"}
-        ``"propagate"``: a NaN in a window gives NaN.  ``"omit"``: NaNs are ignored; a
-        window of only NaNs gives NaN.
-    layout : {"channels_first", "channels_last"}
-        Whether a channel axis follows the spatial axes.
-    out : array, optional
-        Preallocated result (or ``(values, indices)`` pair) of the exact shape and dtype.
-    device : {None, "cpu", "cuda"}
-        Where to compute; ``None`` means where ``x`` lives.
+    {x, kernel_size, stride}
+    {padding}
+        Padded positions never win.
+    {dilation, ceil_mode, return_indices, nan_policy, layout, out, device}
 
     Returns
     -------
     array, or (array, int64 array) with ``return_indices``
         ``(*lead, *pooled)`` (channels-first) or ``(*lead, *pooled, C)`` (channels-last), in
-        the array family of ``x`` (or of ``device``).
+        the dtype of ``x``.
 
     Raises
     ------
-    TypeError
-        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
-    ValueError
-        For a value or shape that does not fit, such as a window wider than the padded input.
-    RuntimeError
-        For ``device="cuda"`` where no CUDA device is available.
+    {TypeError, RuntimeError, ValueError}
+        For example, a window wider than the padded input.
 
     Examples
     --------
@@ -206,6 +181,7 @@ def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
                          return_indices, nan_policy, layout, out, device)
 
 
+@_docstrings.fill(like=max_pool)
 def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
              padding: Padding = 0, dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
              *, return_indices: bool = False, nan_policy: NanPolicy = "propagate",
@@ -213,42 +189,11 @@ def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
              device: Device = None) -> Array | tuple[Array, Array]:
     """Min pooling: :func:`max_pool` with the minimum (same parameters and rules).
 
-    Parameters
-    ----------
-    x : array
-        As in :func:`max_pool`: integer or float16/32/64; the result keeps the dtype.
-    kernel_size : int or tuple of int
-        As in :func:`max_pool`.
-    stride : int or tuple of int, optional
-        As in :func:`max_pool`.
-    padding : int, tuple, tuple of (before, after) pairs, "same" or "valid"
-        As in :func:`max_pool`: padded positions never win.
-    dilation : int or tuple of int
-        As in :func:`max_pool`.
-    ceil_mode : bool
-        As in :func:`max_pool`.
-    return_indices : bool
-        As in :func:`max_pool`: the position of each window's minimum.
-    nan_policy : {"propagate", "omit"}
-        As in :func:`max_pool`.
-    layout : {"channels_first", "channels_last"}
-        As in :func:`max_pool`.
-    out : array, optional
-        As in :func:`max_pool`.
-    device : {None, "cpu", "cuda"}
-        As in :func:`max_pool`.
+    {Parameters}
 
-    Returns
-    -------
-    array, or (array, int64 array) with ``return_indices``
-        As in :func:`max_pool`.
+    {Returns}
 
-    Raises
-    ------
-    TypeError
-        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
-    ValueError
-        For a value or shape that does not fit, such as a window wider than the padded input.
+    {Raises}
 
     Examples
     --------
@@ -261,6 +206,7 @@ def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
                          return_indices, nan_policy, layout, out, device)
 
 
+@_docstrings.fill
 def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
              padding: Padding = 0, ceil_mode: bool = False, count_include_pad: bool = True,
              divisor_override: float | None = None, *, dilation: int | Sequence[int] = 1,
@@ -273,36 +219,22 @@ def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
 
     Parameters
     ----------
-    x : array
-        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
-        Integer (8-64 bit, signed or unsigned) or float16/32/64.
-    kernel_size : int or tuple of int
-        Window size; its length is N when a tuple, else N = ``x.ndim - 2``.
-    stride : int or tuple of int, optional
-        Defaults to ``kernel_size``.
-    padding : int, tuple, tuple of (before, after) pairs, "same" or "valid"
-        Padded positions add nothing to the sum.  Every window must hold at least one input
-        element.
-    ceil_mode : bool
-        Round the output size up; a last window starting in the right padding is dropped.
+    {x, kernel_size, stride}
+    {padding}
+        Padded positions add nothing to the sum.
+    {ceil_mode}
     count_include_pad : bool
         The divisor of a window: with ``True``, the number of its positions inside
         ``[-before, L + after)`` (overhang past the right padding never counts); with
         ``False``, the number of its in-bounds elements.
     divisor_override : float, optional
         A finite, non-zero divisor for every window, in place of the count.
-    dilation : int or tuple of int
-        Distance between window taps.
+    {dilation}
     nan_policy : {"propagate", "omit"}
         ``"propagate"``: a NaN in a window gives NaN.  ``"omit"``: NaNs are left out of the
         sum and (unless ``divisor_override`` is given) of the divisor; a window of only NaNs
         gives NaN.
-    layout : {"channels_first", "channels_last"}
-        Whether a channel axis follows the spatial axes.
-    out : array, optional
-        Preallocated result of the exact shape and dtype.
-    device : {None, "cpu", "cuda"}
-        Where to compute; ``None`` means where ``x`` lives.
+    {layout, out, device}
 
     Returns
     -------
@@ -312,16 +244,13 @@ def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
 
     Raises
     ------
-    TypeError
-        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
-    ValueError
-        For a value or shape that does not fit, such as a window wider than the padded input
-        or ``divisor_override=0``.
+    {TypeError, RuntimeError, ValueError}
+        For example, a window wider than the padded input or ``divisor_override=0``.
 
     Examples
     --------
     >>> import numpy as np, numbapool as nbp
-    >>> x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    >>> x = np.arange(16).reshape(1, 1, 4, 4)  # integers average in float64
     >>> nbp.avg_pool(x, 2)[0, 0]
     array([[ 2.5,  4.5],
            [10.5, 12.5]])
@@ -350,6 +279,7 @@ def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
     return _execute(plan, backend, x, out)
 
 
+@_docstrings.fill
 def lp_pool(x: Array, norm_type: float, kernel_size: int | Sequence[int],
             stride: int | Sequence[int] | None = None, ceil_mode: bool = False, *,
             layout: Layout = "channels_first", out: Array | None = None,
@@ -360,24 +290,15 @@ def lp_pool(x: Array, norm_type: float, kernel_size: int | Sequence[int],
 
     Parameters
     ----------
-    x : array
-        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
-        Integer or float16/32/64; the sums are accumulated in float64.
+    {x}
+        The sums are accumulated in float64.
     norm_type : float
         The power ``p``, finite and > 0.
-    kernel_size : int or tuple of int
-        Window size; its length is N when a tuple, else N = ``x.ndim - 2``.
-    stride : int or tuple of int, optional
-        Defaults to ``kernel_size``.
+    {kernel_size, stride}
     ceil_mode : bool
         Round the output size up; the sum of a last, partial window runs over its in-bounds
         part.
-    layout : {"channels_first", "channels_last"}
-        Whether a channel axis follows the spatial axes.
-    out : array, optional
-        Preallocated result of the exact shape and dtype.
-    device : {None, "cpu", "cuda"}
-        Where to compute; ``None`` means where ``x`` lives.
+    {layout, out, device}
 
     Returns
     -------
@@ -388,11 +309,8 @@ def lp_pool(x: Array, norm_type: float, kernel_size: int | Sequence[int],
 
     Raises
     ------
-    TypeError
-        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
-    ValueError
-        For a value or shape that does not fit, such as ``norm_type=0`` or a window wider
-        than the input.
+    {TypeError, RuntimeError, ValueError}
+        For example, ``norm_type=0`` or a window wider than the input.
 
     Examples
     --------
@@ -428,6 +346,7 @@ def _adaptive_axes(x, output_size, layout):
     return lead, channels, axes
 
 
+@_docstrings.fill
 def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
                       return_indices: bool = False, nan_policy: NanPolicy = "propagate",
                       layout: Layout = "channels_first",
@@ -440,36 +359,18 @@ def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
 
     Parameters
     ----------
-    x : array
-        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
-        Integer or float16/32/64; the result keeps the dtype.
-    output_size : int or tuple of (int or None)
-        Output size per spatial dimension; a ``None`` entry keeps that dimension's size.  Its
-        length is N when a tuple, else N = ``x.ndim - 2``.
-    return_indices : bool
-        Also return int64 indices of the winners, as in :func:`max_pool`.
-    nan_policy : {"propagate", "omit"}
-        As in :func:`max_pool`.
-    layout : {"channels_first", "channels_last"}
-        Whether a channel axis follows the spatial axes.
-    out : array, optional
-        Preallocated result (or ``(values, indices)`` pair) of the exact shape and dtype.
-    device : {None, "cpu", "cuda"}
-        Where to compute; ``None`` means where ``x`` lives.
+    {x, output_size, return_indices, nan_policy, layout, out, device}
 
     Returns
     -------
     array, or (array, int64 array) with ``return_indices``
         ``(*lead, *output_size)`` (channels-first) or ``(*lead, *output_size, C)``
-        (channels-last).
+        (channels-last), in the dtype of ``x``.
 
     Raises
     ------
-    TypeError
-        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
-    ValueError
-        For a value or shape that does not fit, such as an output size below 1 or a spatial
-        axis of length 0.
+    {TypeError, RuntimeError, ValueError}
+        For example, an output size below 1 or a spatial axis of length 0.
 
     Examples
     --------
@@ -488,6 +389,7 @@ def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
     return _execute(plan, backend, x, out)
 
 
+@_docstrings.fill(like=adaptive_max_pool)
 def adaptive_avg_pool(x: Array, output_size: int | Sequence[int | None], *,
                       nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
                       out: Array | None = None, device: Device = None) -> Array:
@@ -497,21 +399,9 @@ def adaptive_avg_pool(x: Array, output_size: int | Sequence[int | None], *,
 
     Parameters
     ----------
-    x : array
-        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
-        Integer or float16/32/64.
-    output_size : int or tuple of (int or None)
-        Output size per spatial dimension; a ``None`` entry keeps that dimension's size.  Its
-        length is N when a tuple, else N = ``x.ndim - 2``.
-    nan_policy : {"propagate", "omit"}
-        ``"propagate"``: a NaN in a window gives NaN.  ``"omit"``: NaNs are left out of the
-        sum and the count; a window of only NaNs gives NaN.
-    layout : {"channels_first", "channels_last"}
-        Whether a channel axis follows the spatial axes.
-    out : array, optional
-        Preallocated result of the exact shape and dtype.
-    device : {None, "cpu", "cuda"}
-        Where to compute; ``None`` means where ``x`` lives.
+    {x, output_size, nan_policy}
+        Under ``"omit"``, the mean is over the values that are not NaN.
+    {layout, out, device}
 
     Returns
     -------
@@ -519,13 +409,7 @@ def adaptive_avg_pool(x: Array, output_size: int | Sequence[int | None], *,
         ``(*lead, *output_size)`` (channels-first) or ``(*lead, *output_size, C)``
         (channels-last); the dtype of a float ``x``, float64 for an integer ``x``.
 
-    Raises
-    ------
-    TypeError
-        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
-    ValueError
-        For a value or shape that does not fit, such as an output size below 1 or a spatial
-        axis of length 0.
+    {Raises}
 
     Examples
     --------
@@ -599,44 +483,28 @@ def _global_axes(x, spatial_dims, layout, keepdims):
     return lead, channels, axes, result_shape
 
 
+@_docstrings.fill
 def global_max_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool = False,
                     nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
                     out: Array | None = None, device: Device = None) -> Array:
     """Maximum over the spatial axes.
 
+    A global pool has one window: the whole spatial extent of each plane.
+
     Parameters
     ----------
-    x : array
-        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
-        Integer or float16/32/64; the result keeps the dtype.
-    spatial_dims : int, optional
-        How many spatial axes to reduce (default ``x.ndim - 2``): the last ones for
-        channels-first, the ones before the channel axis for channels-last.
-    keepdims : bool
-        Keep the reduced axes with size 1 instead of dropping them.
-    nan_policy : {"propagate", "omit"}
-        ``"propagate"``: a NaN in a plane gives NaN.  ``"omit"``: NaNs are ignored; a plane
-        of only NaNs gives NaN.
-    layout : {"channels_first", "channels_last"}
-        Whether a channel axis follows the spatial axes.
-    out : array, optional
-        Preallocated result of the exact shape and dtype.
-    device : {None, "cpu", "cuda"}
-        Where to compute; ``None`` means where ``x`` lives.
+    {x, spatial_dims, keepdims, nan_policy, layout, out, device}
 
     Returns
     -------
     array
         ``lead`` (channels-first) or ``(*lead, C)`` (channels-last), with ``spatial_dims``
-        axes of size 1 before ``C`` when ``keepdims``.
+        axes of size 1 before ``C`` when ``keepdims``; in the dtype of ``x``.
 
     Raises
     ------
-    TypeError
-        For an unsupported type or dtype of ``x``, ``out`` or ``spatial_dims``.
-    ValueError
-        For a value or shape that does not fit, such as more ``spatial_dims`` than ``x``
-        has axes, or a spatial axis of length 0.
+    {TypeError, RuntimeError, ValueError}
+        For example, more ``spatial_dims`` than ``x`` has axes, or a spatial axis of length 0.
 
     Examples
     --------
@@ -657,6 +525,7 @@ def global_max_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool
     return _execute(plan, backend, x, out, shape)
 
 
+@_docstrings.fill(like=global_max_pool)
 def global_avg_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool = False,
                     nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
                     out: Array | None = None, device: Device = None) -> Array:
@@ -664,23 +533,9 @@ def global_avg_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool
 
     Parameters
     ----------
-    x : array
-        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
-        Integer or float16/32/64.
-    spatial_dims : int, optional
-        How many spatial axes to reduce (default ``x.ndim - 2``), as in
-        :func:`global_max_pool`.
-    keepdims : bool
-        Keep the reduced axes with size 1 instead of dropping them.
-    nan_policy : {"propagate", "omit"}
-        ``"propagate"``: a NaN in a plane gives NaN.  ``"omit"``: NaNs are left out of the
-        sum and the count; a plane of only NaNs gives NaN.
-    layout : {"channels_first", "channels_last"}
-        Whether a channel axis follows the spatial axes.
-    out : array, optional
-        Preallocated result of the exact shape and dtype.
-    device : {None, "cpu", "cuda"}
-        Where to compute; ``None`` means where ``x`` lives.
+    {x, spatial_dims, keepdims, nan_policy}
+        Under ``"omit"``, the mean is over the values that are not NaN.
+    {layout, out, device}
 
     Returns
     -------
@@ -688,13 +543,7 @@ def global_avg_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool
         Shaped as in :func:`global_max_pool`; the dtype of a float ``x``, float64 for an
         integer ``x``.
 
-    Raises
-    ------
-    TypeError
-        For an unsupported type or dtype of ``x``, ``out`` or ``spatial_dims``.
-    ValueError
-        For a value or shape that does not fit, such as more ``spatial_dims`` than ``x``
-        has axes, or a spatial axis of length 0.
+    {Raises}
 
     Examples
     --------
@@ -714,6 +563,7 @@ def global_avg_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool
     return _execute(plan, backend, x, out, shape)
 
 
+@_docstrings.fill
 def gem_pool(x: Array, p: float = 3.0, eps: float = 1e-6, spatial_dims: int | None = None, *,
              keepdims: bool = False, layout: Layout = "channels_first", out: Array | None = None,
              device: Device = None) -> Array:
@@ -724,24 +574,13 @@ def gem_pool(x: Array, p: float = 3.0, eps: float = 1e-6, spatial_dims: int | No
 
     Parameters
     ----------
-    x : array
-        ``(*lead, *spatial)`` (channels-first) or ``(*lead, *spatial, C)`` (channels-last).
-        Integer or float16/32/64; the sums are accumulated in float64.
+    {x}
+        The sums are accumulated in float64.
     p : float
         The power, finite and > 0.
     eps : float
         Lower clip bound applied before the power, finite and >= 0.
-    spatial_dims : int, optional
-        How many spatial axes to reduce (default ``x.ndim - 2``), as in
-        :func:`global_max_pool`.
-    keepdims : bool
-        Keep the reduced axes with size 1 instead of dropping them.
-    layout : {"channels_first", "channels_last"}
-        Whether a channel axis follows the spatial axes.
-    out : array, optional
-        Preallocated result of the exact shape and dtype.
-    device : {None, "cpu", "cuda"}
-        Where to compute; ``None`` means where ``x`` lives.
+    {spatial_dims, keepdims, layout, out, device}
 
     Returns
     -------
@@ -751,11 +590,8 @@ def gem_pool(x: Array, p: float = 3.0, eps: float = 1e-6, spatial_dims: int | No
 
     Raises
     ------
-    TypeError
-        For an unsupported type or dtype of ``x``, ``out`` or a parameter.
-    ValueError
-        For a value or shape that does not fit, such as ``p=0`` or more ``spatial_dims``
-        than ``x`` has axes.
+    {TypeError, RuntimeError, ValueError}
+        For example, ``p=0`` or more ``spatial_dims`` than ``x`` has axes.
 
     Examples
     --------

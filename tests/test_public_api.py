@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import numbapool as nbp
-from numbapool import _checks, spatial
+from numbapool import _checks, _docstrings, spatial
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "numbapool"
@@ -168,14 +168,6 @@ def test_literal_hints_match_the_accepted_values():
     assert typing.get_args(modes) == nbp.TOKEN_MODES
 
 
-def test_overloads_tell_the_result_form():
-    overloads = typing.get_overloads(nbp.max_pool) if hasattr(typing, "get_overloads") else []
-    if not overloads:
-        pytest.skip("typing.get_overloads needs Python 3.11")
-    returns = [typing.get_type_hints(f)["return"] for f in overloads]
-    assert typing.get_origin(returns[1]) is tuple
-
-
 # --------------------------------------------------------------------------- packaging
 
 
@@ -209,3 +201,32 @@ def test_numpydoc_sections(name):
     assert _documented_parameters(doc) == list(inspect.signature(func).parameters)
     for section in ("Returns", "Examples"):
         assert f"\n{section}\n{'-' * len(section)}\n" in doc, section
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_docstrings_keep_no_placeholder(name):
+    doc = getattr(nbp, name).__doc__
+    assert not _docstrings._PLACEHOLDER.search(doc), "a shared-entry placeholder was not filled"
+
+
+def test_shared_entries_are_filled_and_checked():
+    def pool(x, layout):
+        """Pool.
+
+        Parameters
+        ----------
+        {x, layout}
+            Own words.
+        """
+
+    doc = inspect.cleandoc(_docstrings.fill(pool).__doc__)
+    assert _documented_parameters(doc) == ["x", "layout"]
+    assert doc.endswith("    Whether a channel axis follows the spatial axes.\n    Own words.")
+    with pytest.raises(KeyError, match="kernel"):
+        @_docstrings.fill(like=pool)
+        def other():
+            """Other.
+
+            {Parameters}
+            {kernel}
+            """
