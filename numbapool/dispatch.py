@@ -26,6 +26,11 @@ backend has an entry point.  Backends are imported lazily, so ``import numbapool
 neither Numba's compiler nor the CUDA stack.  :func:`host_array` brings auxiliary arrays
 (masks, lengths, weights) to the host, where plans are built.
 
+The input checks every function shares live here, so that each function gets them: a
+``numpy.ma.MaskedArray`` (main input or auxiliary array) is refused with a ``TypeError``
+rather than having its mask silently dropped, and a CPU torch tensor is refused with a hint
+that names the parameter and works for tensors that require grad.
+
 >>> import numpy as np
 >>> backend, x = resolve(np.zeros((2, 3)))
 >>> backend.__name__, type(x).__name__
@@ -250,16 +255,49 @@ def _map(value, f):
     return f(value)
 
 
+# --------------------------------------------------------------------------- input checks
+
+
+def _refuse_masked(a, name, main):
+    """A ``TypeError`` for a ``numpy.ma.MaskedArray``: no kernel reads a mask, and silently
+    pooling the values under it would be wrong, so the caller says what the mask means."""
+    if not isinstance(a, np.ma.MaskedArray):
+        return
+    if main:
+        how = (f"to leave the masked elements out, pass {name}.filled(np.nan) (floating-point "
+               f"data) with nan_policy='omit'; to ignore the mask, pass np.asarray({name})")
+    else:
+        how = (f"pass {name}.filled(value) with the value the masked entries should take, "
+               f"or np.asarray({name}) to ignore the mask")
+    raise TypeError(f"{name} is a numpy.ma.MaskedArray, whose mask numbapool does not read; "
+                    f"{how}")
+
+
+def _torch_cpu_hint(x, name):
+    """How to hand a CPU tensor to the CPU kernels: ``.numpy()`` shares its memory, but
+    refuses a tensor that requires grad (``.detach()`` first) and has no bfloat16."""
+    fix = f"{name}.detach()" if x.requires_grad else name
+    if str(x.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: a float32 copy
+        return f"{fix}.float().numpy() (NumPy has no bfloat16)"
+    return f"{fix}.numpy() (no copy)"
+
+
 # --------------------------------------------------------------------------- public helpers
 
 
 def host_array(a, name):
     """An auxiliary array (mask, lengths, weights, ...) as NumPy, wherever it lives.
 
+    Raises ``TypeError`` for a masked array (its mask would be lost) and for what NumPy
+    cannot make an array of.
+
     >>> host_array([1, 2], "lengths")
     array([1, 2])
     """
-    if a is None or isinstance(a, np.ndarray):
+    if a is None:
+        return a
+    if isinstance(a, np.ndarray):
+        _refuse_masked(a, name, main=False)
         return a
     family = _family(a)
     if family == "torch":
@@ -273,11 +311,16 @@ def host_array(a, name):
     if family == "cuda":
         _require_cuda(f"{name} is a CUDA array")
         return _view(a, name).copy_to_host()
-    return np.asarray(a)
+    try:
+        return np.asarray(a)
+    except (TypeError, ValueError) as exc:  # ragged lists, objects NumPy cannot convert
+        raise TypeError(f"{name} must be array-like; got {type(a).__name__} ({exc})") from None
 
 
-def resolve(x, device=None):
+def resolve(x, device=None, name="x"):
     """``(backend, x)``: the backend for main input ``x`` and ``device``, and ``x`` for it.
+
+    ``name`` is what error messages call the input (the public function's parameter).
 
     >>> import numpy as np
     >>> resolve(np.ones(3), device="cpu")[0].__name__
@@ -291,23 +334,30 @@ def resolve(x, device=None):
         raise ValueError(f"device must be None, 'cpu' or 'cuda'; got {device!r}")
     family = _family(x)
     if family == "numpy":
+        _refuse_masked(x, name, main=True)
         if device == "cuda":
             compat = _require_cuda("device='cuda' was requested")
             return _CudaBackend(_backend("cuda"), _NumbaFamily()), compat.to_device(x)
         return _backend("cpu"), x
     if family in CUDA_FAMILIES:
         if device == "cpu":
-            return _backend("cpu"), host_array(x, "x")
-        _require_cuda(f"x is a CUDA array ({type(x).__name__})")
+            return _backend("cpu"), host_array(x, name)
+        _require_cuda(f"{name} is a CUDA array ({type(x).__name__})")
         adapter = FAMILIES[family](x)
         backend = _CudaBackend(_backend("cuda"), adapter)
-        with backend._device():
-            return backend, adapter.input(x)
+        try:
+            with backend._device():
+                return backend, adapter.input(x)
+        except (TypeError, ValueError) as exc:  # a family's view calls its input "x"
+            msg = str(exc)
+            if name == "x" or not msg.startswith("x "):
+                raise
+            raise type(exc)(name + msg[1:]) from None
     if family == "torch_cpu":
-        raise TypeError("x is a CPU torch.Tensor; pass x.numpy() (no copy) for the CPU "
-                        "kernels, or a CUDA tensor for the GPU ones")
+        raise TypeError(f"{name} is a CPU torch.Tensor; pass {_torch_cpu_hint(x, name)} for "
+                        "the CPU kernels, or a CUDA tensor for the GPU ones")
     raise TypeError(
-        f"x must be a NumPy ndarray or a CUDA array (Numba device array, CuPy array, torch "
+        f"{name} must be a NumPy ndarray or a CUDA array (Numba device array, CuPy array, torch "
         f"CUDA tensor); got {type(x).__module__}.{type(x).__qualname__} (convert lists and "
         "other array-likes with numpy.asarray)"
     )

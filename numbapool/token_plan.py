@@ -59,8 +59,11 @@ class TokenPlan:
     position is a token).  Packed form: sequence ``b`` is rows ``first[b]`` to
     ``first[b] + count[b]`` of ``hidden``.  ``weights`` and ``scores`` (float64, empty when
     unused) hold the coefficient of position ``p`` (``l`` padded, ``t`` packed) of sequence
-    ``b`` at ``b * coef_stride + p``.  ``codes`` are the requested modes
-    (:data:`MODE_CODES`), one output slot each.
+    ``b`` at ``b * coef_stride + p``; the weights come scaled by :func:`scale_weights`
+    (each sequence's largest is 1), the scores shifted by :func:`shift_scores` (each
+    sequence's largest is 0), and both hold 0 at padding positions.  ``codes`` are the
+    requested modes (:data:`MODE_CODES`), one output slot each.  The sequences lie within
+    ``hidden`` (the public function checks this): the kernels do not check again.
     """
 
     packed: bool
@@ -96,6 +99,73 @@ class TokenPlan:
         if self.packed:
             return self.first, self.count
         return (np.zeros(self.batch, np.int64), np.full(self.batch, self.length, np.int64))
+
+
+def _sequence_max(values, batch, length, mask, runs, fill):
+    """``(rows, top)``: ``values`` with ``fill`` at padding positions, and each position's
+    sequence maximum, broadcastable against ``rows`` (``fill`` for a sequence without
+    tokens).  The layouts are :func:`scale_weights`'."""
+    if runs is None:
+        rows = values.reshape(batch, length)
+        if mask is not None:
+            rows = np.where(mask, rows, fill)
+        return rows, rows.max(axis=1, keepdims=True)
+    first, count = runs
+    seq_top = np.full(count.size, fill)
+    full = count > 0
+    if full.any():  # the sequences that hold tokens, in order, tile the rows
+        seq_top[full] = np.maximum.reduceat(values, first[full])
+    return values, np.repeat(seq_top, count)
+
+
+def scale_weights(weights, batch, length, mask, runs, tiny):
+    """Each sequence's weights divided by its largest weight at a token position.
+
+    A weighted mean depends only on the ratios of the weights, so this changes no result,
+    while every sequence's weights come to lie in [0, 1] with a largest of exactly 1 (or
+    are all 0): their sum is between 1 and the token count, and cannot overflow or
+    underflow the accumulator, whatever the finite weights were.  A scaled weight below
+    ``tiny`` (the accumulator type's smallest normal number) becomes 0, so that no backend
+    meets subnormal weights, whose few bits would make a ratio of them inexact.
+
+    ``weights``: float64, flat, finite and >= 0 at token positions (checked by the caller).
+    Padded form (``runs`` None): position ``l`` of sequence ``b`` at ``b * length + l``,
+    tokens where ``mask`` (``None``: everywhere); padding positions become 0.  Packed form:
+    ``runs = (first, count)``, sequence ``b`` at ``first[b]:first[b] + count[b]``.  Returns
+    a new float64 array shaped like ``weights``.
+
+    >>> scale_weights(np.array([1e-300, 3e-300, 0.0, 4e300]), 2, 2, None, None, 1e-308)
+    array([0.33333333, 1.        , 0.        , 1.        ])
+    """
+    if weights.size == 0:
+        return weights.copy()
+    rows, top = _sequence_max(weights, batch, length, mask, runs, 0.0)
+    scaled = np.divide(rows, top, out=np.zeros(rows.shape), where=top > 0)
+    scaled[scaled < tiny] = 0.0
+    return scaled.reshape(weights.shape)
+
+
+def shift_scores(scores, batch, length, mask, runs):
+    """Each sequence's scores minus its largest score at a token position.
+
+    A softmax does not change when its scores are shifted; after this shift every
+    sequence's largest score is 0 and ``exp`` of any score is in (0, 1], so the kernels'
+    stable softmax meets no overflow.  A difference beyond the float64 range (scores more
+    than about ``1.8e308`` apart) becomes the most negative float64, whose ``exp`` is 0, as
+    that token's softmax weight is.  Padding positions become 0.  The layouts and the
+    caller's checks (finite scores at token positions) are :func:`scale_weights`'.
+
+    >>> shift_scores(np.array([1e308, -1e308, 2.0, 5.0]), 2, 2, None, None).tolist()
+    [0.0, -1.7976931348623157e+308, -3.0, 0.0]
+    """
+    if scores.size == 0:
+        return scores.copy()
+    rows, top = _sequence_max(scores, batch, length, mask, runs, -np.inf)
+    with np.errstate(over="ignore", invalid="ignore"):
+        shifted = np.maximum(rows - top, -np.finfo(np.float64).max)
+    if runs is None and mask is not None:
+        shifted = np.where(mask, shifted, 0.0)
+    return shifted.reshape(scores.shape)
 
 
 def mask_runs(m):

@@ -16,7 +16,9 @@ import numpy as np
 from . import dispatch
 from ._checks import FLOAT_DTYPES, NAN_POLICIES, check_choice
 from ._typing import Array, Device, NanPolicy, TokenMode
-from .token_plan import M_ATTENTION, M_WEIGHTED, MODE_CODES, TOKEN_MODES, TokenPlan
+from .token_plan import (
+    M_ATTENTION, M_WEIGHTED, MODE_CODES, TOKEN_MODES, TokenPlan, scale_weights, shift_scores,
+)
 
 __all__ = ["pool_tokens", "TOKEN_MODES"]
 
@@ -46,21 +48,68 @@ def _parse_modes(mode):
     return names
 
 
+def _wide_integers(value, name):
+    """``value``'s integers as int64 or uint64 when NumPy made a float or object array of
+    them (some were past int64: ``np.asarray([2**64 - 6, 16])`` is float64, inexact);
+    ``None`` when ``value`` holds anything else.  ``ValueError`` for what no 64-bit integer
+    holds, naming the entry."""
+    try:
+        obj = np.asarray(value, dtype=object)
+    except (TypeError, ValueError):
+        return None
+    items = obj.reshape(-1).tolist()
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+               for v in items):
+        return None
+    items = [int(v) for v in items]
+    for dtype in (np.int64, np.uint64):
+        info = np.iinfo(dtype)
+        if all(int(info.min) <= v <= int(info.max) for v in items):
+            return np.array(items, dtype).reshape(obj.shape)
+    i, v = next((i, v) for i, v in enumerate(items) if v < 0 or v > 2**64 - 1)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0; got {name}[{i}]={v}")
+    raise ValueError(f"{name}[{i}]={v} is too large for a 64-bit integer")
+
+
 def _aux(value, name, kinds, what):
     """A small auxiliary array (mask, lengths, weights...) as NumPy, with a dtype check."""
-    try:
-        arr = np.asarray(dispatch.host_array(value, name))  # CUDA arrays come to the host
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be array-like; got {type(value).__name__} ({exc})") from None
+    # CUDA arrays come to the host; TypeError for masked arrays and what is not array-like
+    arr = np.asarray(dispatch.host_array(value, name))
     if arr.size == 0 and arr.dtype.kind == "f" and "i" in kinds:
         arr = arr.astype(np.int64)  # np.asarray([]) is float64
+    if arr.dtype.kind in "fO" and kinds == "iu":
+        wide = _wide_integers(value, name)
+        arr = arr if wide is None else wide
     if arr.dtype.kind not in kinds:
         raise TypeError(f"{name} must be {what}; got dtype {arr.dtype}")
     return arr
 
 
+def _check_bounds(arr, name, n_rows):
+    """Every entry of integer array ``arr`` lies in ``[0, n_rows]``.
+
+    Each entry is compared on its own, in its own dtype (uint64 included), before anything
+    is converted or added up: a sum or difference could wrap around and pass for a valid
+    value.
+    """
+    if not arr.size:
+        return
+    if arr.dtype.kind == "i" and arr.min() < 0:
+        i = int(np.argmax(arr < 0))
+        raise ValueError(f"{name} must be >= 0; got {name}[{i}]={int(arr[i])}")
+    if arr.max() > n_rows:
+        i = int(np.argmax(arr > n_rows))
+        raise ValueError(f"{name}[{i}]={int(arr[i])} exceeds the number of token rows of "
+                         f"hidden ({n_rows})")
+
+
 def _check_counts(lengths, offsets, n_rows):
-    """``(first, count)`` of packed sequences from exactly one of lengths / offsets."""
+    """``(first, count)`` of packed sequences from exactly one of lengths / offsets.
+
+    Every sequence found lies within the ``n_rows`` token rows: this is what keeps the
+    kernels, which trust the plan, inside the array.
+    """
     if lengths is not None and offsets is not None:
         raise ValueError("pass either lengths or offsets for packed (T, D) hidden, not both")
     if lengths is None and offsets is None:
@@ -72,40 +121,39 @@ def _check_counts(lengths, offsets, n_rows):
         arr = _aux(lengths, "lengths", "iu", "an integer array")
         if arr.ndim != 1:
             raise ValueError(f"lengths must be 1-D (B,); got shape {arr.shape}")
-        count = arr.astype(np.int64)
-        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
-            raise ValueError("lengths has values too large for int64")
-        if count.size and count.min() < 0:
-            raise ValueError(f"lengths must be >= 0; got {int(count.min())}")
-        total = int(count.sum())
-        if total != n_rows:
+        _check_bounds(arr, "lengths", n_rows)
+        count = arr.astype(np.int64)  # each in [0, T]: exact
+        ends = np.cumsum(count)
+        # every step adds at most T < 2**63, so a running sum that passes the int64 range
+        # turns negative at once: ends[-1] == T with no negative entry means the exact sum
+        if (int(ends[-1]) if ends.size else 0) != n_rows or (ends.size and ends.min() < 0):
+            total = sum(arr.tolist())  # Python integers: exact
             raise ValueError(
                 f"lengths add up to {total} but hidden has {n_rows} token rows; they must match"
             )
         first = np.zeros(count.size, np.int64)
-        np.cumsum(count[:-1], out=first[1:])
+        first[1:] = ends[:-1]
         return first, count
     arr = _aux(offsets, "offsets", "iu", "an integer array")
     if arr.ndim != 1 or arr.size < 1:
         raise ValueError(
             f"offsets must be 1-D (B+1,) with at least one entry; got shape {arr.shape}"
         )
-    if arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
-        raise ValueError("offsets has values too large for int64")
-    off = arr.astype(np.int64)
+    _check_bounds(arr, "offsets", n_rows)
+    off = arr.astype(np.int64)  # each in [0, T]: exact, and so are their differences
     if off[0] != 0 or off[-1] != n_rows:
         raise ValueError(
             f"offsets must start at 0 and end at the number of token rows ({n_rows}); "
             f"got offsets[0]={int(off[0])}, offsets[-1]={int(off[-1])}"
         )
-    count = np.diff(off)
-    if count.size and count.min() < 0:
-        bad = int(np.argmax(count < 0))
+    down = off[1:] < off[:-1]
+    if down.any():
+        bad = int(np.argmax(down))
         raise ValueError(
             f"offsets must be non-decreasing; offsets[{bad + 1}]={int(off[bad + 1])} < "
             f"offsets[{bad}]={int(off[bad])}"
         )
-    return off[:-1].copy(), count
+    return off[:-1].copy(), np.diff(off)
 
 
 def _check_mask(mask, batch, length):
@@ -168,9 +216,10 @@ def pool_tokens(hidden: Array, attention_mask: Array | None = None,
     weights, scores : array, optional
         Per-token coefficients for ``"weighted"`` (finite, >= 0) and ``"attention"`` (finite),
         shaped like the mask (``(B, L)``) or ``(T,)`` when packed.  Entries at padding
-        positions are ignored.
+        positions are ignored.  Only the ratios of a sequence's weights matter: they are
+        divided by the sequence's largest weight first, so any finite magnitude works.
     lengths : array of int, optional
-        Packed form: ``(B,)`` sequence lengths that add up to ``T``.
+        Packed form: ``(B,)`` sequence lengths, each from 0 to ``T``, that add up to ``T``.
     offsets : array of int, optional
         Packed form: ``(B+1,)``, non-decreasing from 0 to ``T``; sequence ``b`` is
         ``hidden[offsets[b]:offsets[b+1]]``.  Pass exactly one of lengths and offsets.
@@ -212,11 +261,7 @@ def pool_tokens(hidden: Array, attention_mask: Array | None = None,
     array([[ 1.,  2.],
            [10., 11.]], dtype=float32)
     """
-    try:
-        backend, hidden = dispatch.resolve(hidden, device)
-    except TypeError as exc:  # the dispatcher calls its input "x"
-        msg = str(exc)
-        raise TypeError("hidden" + msg[1:] if msg.startswith("x ") else msg) from None
+    backend, hidden = dispatch.resolve(hidden, device, name="hidden")
     check_choice(nan_policy, "nan_policy", NAN_POLICIES)
     dtype = np.dtype(hidden.dtype)
     if dtype not in FLOAT_DTYPES:
@@ -265,10 +310,19 @@ def pool_tokens(hidden: Array, attention_mask: Array | None = None,
             raise ValueError(f"{name} is only used by mode {mode_name!r}, which was not requested")
         coefs[name] = (_coefficients(value, name, coef_shape, token_mask, nonneg) if used
                        else _EMPTY_F)
+    acc_dtype = np.dtype(np.float64 if dtype == np.float64 else np.float32)
+    runs = None if first is None else (first, count)
+    if M_WEIGHTED in code_list:
+        # only the ratios matter: each sequence's largest weight becomes 1, so no sum of
+        # weights can overflow or underflow the accumulator type
+        coefs["weights"] = scale_weights(coefs["weights"], batch, length, token_mask, runs,
+                                         float(np.finfo(acc_dtype).tiny))
+    if M_ATTENTION in code_list:  # a softmax ignores shifts: each largest score becomes 0
+        coefs["scores"] = shift_scores(coefs["scores"], batch, length, token_mask, runs)
     plan = TokenPlan(
         packed=hidden.ndim == 2, batch=operator.index(batch), length=operator.index(length),
         features=operator.index(features), codes=codes, out_dtype=dtype,
-        acc_dtype=np.dtype(np.float64 if dtype == np.float64 else np.float32),
+        acc_dtype=acc_dtype,
         omit_nan=nan_policy == "omit", mask=token_mask, first=first, count=count,
         weights=coefs["weights"], scores=coefs["scores"], coef_stride=coef_stride,
     )

@@ -9,8 +9,12 @@ import os
 import subprocess
 import sys
 
+import re
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import numbapool as nbp
 from numbapool import dispatch
@@ -94,6 +98,100 @@ def test_torch_cpu_tensor_is_refused_with_advice():
             nbp.max_pool2d(torch.ones(1, 1, 4, 4), 2, device=device)
     # auxiliary arrays may be CPU tensors
     np.testing.assert_array_equal(dispatch.host_array(torch.tensor([1, 2]), "lengths"), [1, 2])
+
+
+def test_errors_name_the_parameter():
+    with pytest.raises(TypeError, match="^hidden must be a NumPy ndarray"):
+        dispatch.resolve([1.0, 2.0], name="hidden")
+    with pytest.raises(TypeError, match="^lengths must be array-like"):
+        dispatch.host_array([[1, 2], [3]], "lengths")  # ragged
+
+
+def _hint(message):
+    """The expression an error message tells the caller to pass."""
+    return re.search(r"pass (\S+) ", message).group(1)
+
+
+_TORCH_CALLS = {  # public function, its input's name, and a call on that input
+    "max_pool": ("x", lambda a: nbp.max_pool(a, (2,))),
+    "avg_pool": ("x", lambda a: nbp.avg_pool(a, (2,))),
+    "pool_tokens": ("hidden", lambda a: nbp.pool_tokens(a, mode=["mean", "max"])),
+}
+
+
+@settings(max_examples=20, deadline=None)
+@given(func=st.sampled_from(sorted(_TORCH_CALLS)), requires_grad=st.booleans(),
+       dtype=st.sampled_from(["float32", "float64", "bfloat16"]),
+       device=st.sampled_from([None, "cpu"]), seed=st.integers(0, 2**31))
+def test_torch_cpu_hint_names_the_parameter_and_works(func, requires_grad, dtype, device,
+                                                      seed):
+    """The refusal of a CPU tensor names the function's own parameter, and what it says to
+    pass works: ``.numpy()`` fails on a tensor that requires grad, and on bfloat16."""
+    torch = pytest.importorskip("torch")
+    name, call = _TORCH_CALLS[func]
+    data = np.random.default_rng(seed).standard_normal((2, 3, 4))
+    t = torch.tensor(data, dtype=getattr(torch, dtype), requires_grad=requires_grad)
+    with pytest.raises(TypeError, match=f"^{name} is a CPU torch.Tensor; pass {name}") as info:
+        call(t) if device is None else (
+            nbp.pool_tokens(t, device=device) if func == "pool_tokens"
+            else nbp.max_pool(t, (2,), device=device))
+    hint = _hint(str(info.value))
+    assert ("detach()" in hint) == requires_grad
+    converted = eval(hint, {name: t})  # noqa: S307 - the message's own advice
+    assert isinstance(converted, np.ndarray)
+    expected = call(t.detach().to(torch.float64).numpy().astype(converted.dtype))
+    np.testing.assert_array_equal(call(converted), expected)
+
+
+_MASKED_CALLS = {  # (name, call on the input, the same call leaving NaNs out)
+    "max_pool": ("x", lambda a, **kw: nbp.max_pool(a, (2,), **kw)),
+    "avg_pool": ("x", lambda a, **kw: nbp.avg_pool(a, (2,), **kw)),
+    "global_max_pool": ("x", lambda a, **kw: nbp.global_max_pool(a, **kw)),
+    "pool_tokens": ("hidden", lambda a, **kw: nbp.pool_tokens(a, mode="mean", **kw)),
+}
+
+
+def _ma_reference(func, xm):
+    """What the function computes over the unmasked elements, by numpy.ma."""
+    n, c, length = xm.shape
+    if func == "global_max_pool":
+        return xm.max(axis=-1).filled(np.nan)
+    if func == "pool_tokens":  # (B, L, D): tokens on axis 1
+        return xm.mean(axis=1).filled(np.nan)
+    win = xm[..., :length // 2 * 2].reshape(n, c, length // 2, 2)
+    return (win.max(axis=-1) if func == "max_pool" else win.mean(axis=-1)).filled(np.nan)
+
+
+@settings(max_examples=25, deadline=None)
+@given(func=st.sampled_from(sorted(_MASKED_CALLS)), dtype=st.sampled_from(["float32",
+                                                                          "float64"]),
+       shape=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(2, 7)),
+       density=st.sampled_from([0.0, 0.3, 1.0]), device=st.sampled_from([None, "cpu"]),
+       seed=st.integers(0, 2**31))
+def test_masked_arrays_are_refused_and_the_hint_honours_the_mask(func, dtype, shape, density,
+                                                                 device, seed):
+    """A masked array's mask used to be ignored: its masked values were pooled as if they
+    were data.  Now it is a TypeError naming the parameter, and the advice it gives (fill
+    with NaN, nan_policy="omit") pools exactly the unmasked values."""
+    name, call = _MASKED_CALLS[func]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    xm = np.ma.masked_array(x, mask=rng.random(shape) < density)
+    with pytest.raises(TypeError, match=f"^{name} is a numpy.ma.MaskedArray") as info:
+        call(xm, device=device)
+    message = str(info.value)
+    assert f"{name}.filled(np.nan)" in message and "nan_policy='omit'" in message
+    assert f"np.asarray({name})" in message
+    ours = call(xm.filled(np.nan), nan_policy="omit")
+    np.testing.assert_allclose(ours, _ma_reference(func, xm), rtol=1e-6)
+    np.testing.assert_array_equal(call(np.asarray(xm)), call(x))  # the mask dropped
+
+
+def test_masked_auxiliary_arrays_are_refused():
+    m = np.ma.masked_array([1, 0, 1], mask=[False, True, False])
+    with pytest.raises(TypeError, match=r"mask is a numpy.ma.MaskedArray.*mask.filled\(value\)"):
+        dispatch.host_array(m, "mask")
+    assert dispatch.host_array(m.filled(0), "mask") is not None
 
 
 def test_info_and_cuda_available():

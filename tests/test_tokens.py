@@ -524,6 +524,28 @@ ERRORS = [
     (lambda: pool_tokens(_H2, offsets=[1, 5]), ValueError, "offsets must start at 0"),
     (lambda: pool_tokens(_H2, offsets=[0, 4]), ValueError, "end at the number of token rows (5)"),
     (lambda: pool_tokens(_H2, offsets=[]), ValueError, "offsets must be 1-D (B+1,)"),
+    (lambda: pool_tokens(_H2, lengths=[6, 0]), ValueError,
+     "lengths[0]=6 exceeds the number of token rows of hidden (5)"),
+    (lambda: pool_tokens(_H2, lengths=[5, 2**70]), ValueError,
+     "lengths[1]=1180591620717411303424 is too large for a 64-bit integer"),
+    (lambda: pool_tokens(_H2, lengths=[2**63, -1]), ValueError,
+     "lengths must be >= 0; got lengths[1]=-1"),
+    (lambda: pool_tokens(_H2, offsets=[0, -2**70, 5]), ValueError,
+     "offsets must be >= 0; got offsets[1]=-1180591620717411303424"),
+    (lambda: pool_tokens(_H2, offsets=[0, -2, 5]), ValueError,
+     "offsets must be >= 0; got offsets[1]=-2"),
+    (lambda: pool_tokens(_H2, offsets=np.array([0, 2**64 - 1, 5], np.uint64)), ValueError,
+     "offsets[1]=18446744073709551615 exceeds the number of token rows"),
+    (lambda: pool_tokens(_H2, offsets=[[0, 5]]), ValueError, "offsets must be 1-D (B+1,)"),
+    (lambda: pool_tokens(_H2, lengths=[[1, 2], [3]]), TypeError, "lengths must be array-like"),
+    (lambda: pool_tokens(np.ma.masked_array(_H3)), TypeError,
+     "hidden is a numpy.ma.MaskedArray"),
+    (lambda: pool_tokens(_H3, np.ma.masked_array(_M, mask=~_M)), TypeError,
+     "attention_mask is a numpy.ma.MaskedArray"),
+    (lambda: pool_tokens(_H3, _M, "weighted", weights=np.ma.masked_array(np.ones((2, 3)))),
+     TypeError, "weights is a numpy.ma.MaskedArray"),
+    (lambda: pool_tokens(_H2, lengths=np.ma.masked_array([2, 3])), TypeError,
+     "lengths is a numpy.ma.MaskedArray"),
     (lambda: pool_tokens(_H2, lengths=[5], mode="weighted", weights=np.ones((5, 1))), ValueError,
      "weights has shape (5, 1)"),
     (lambda: pool_tokens(_H3, out=np.zeros((2, 5), np.float32)), ValueError,
@@ -571,8 +593,17 @@ def test_float16_decoding_is_exact_for_every_value():
 
 def test_hidden_must_be_numpy_or_cuda():
     torch = pytest.importorskip("torch")
-    with pytest.raises(TypeError, match="hidden is a CPU torch.Tensor"):
+    with pytest.raises(TypeError, match=r"hidden is a CPU torch.Tensor; pass hidden.numpy\(\)"):
         pool_tokens(torch.zeros(2, 3, 4))
+    # .numpy() refuses a tensor that requires grad: the hint detaches it first
+    t = torch.ones(2, 3, 4, requires_grad=True)
+    with pytest.raises(TypeError, match=r"pass hidden.detach\(\).numpy\(\)") as info:
+        pool_tokens(t)
+    assert "x." not in str(info.value)
+    np.testing.assert_array_equal(pool_tokens(t.detach().numpy()), np.ones((2, 4), np.float32))
+    for device in ("cpu", "cuda"):
+        with pytest.raises(TypeError, match="hidden is a CPU torch.Tensor"):
+            pool_tokens(t, device=device)
 
 
 def test_device_cuda_without_a_gpu_raises():
@@ -580,3 +611,199 @@ def test_device_cuda_without_a_gpu_raises():
         pytest.skip("CUDA is available here (tests/test_cuda_sim.py covers it)")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         pool_tokens(np.zeros((2, 3, 4), np.float32), device="cuda")
+
+
+# --------------------------------------------------------------------------- adversarial input
+
+
+def _crash_free(code):
+    """Run ``code`` in a fresh interpreter: ``(returncode, stderr)`` (a crash is a signal)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    return proc.returncode, proc.stderr
+
+
+def test_lengths_that_wrap_around_int64_are_rejected_in_a_fresh_process():
+    """int64 sums of these lengths wrap to T = 10: they used to pass the check, and the
+    kernels then read far outside hidden (a segfault for "cls", a hang for "mean")."""
+    rc, err = _crash_free(
+        "import numpy as np, numbapool as nbp\n"
+        "h = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)\n"
+        "cases = [[2**62 + 10**9, 2**62, 2**62, 2**62 - 10**9, 10], [2**62] * 4 + [10]]\n"
+        "for L in cases:\n"
+        "    for mode in ('cls', 'mean', 'last', 'max'):\n"
+        "        try:\n"
+        "            nbp.pool_tokens(h, lengths=np.array(L, np.int64), mode=mode)\n"
+        "        except ValueError as exc:\n"
+        "            assert 'lengths[0]=' in str(exc), exc\n"
+        "        else:\n"
+        "            raise AssertionError((L, mode))\n")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("lengths", [
+    np.array([2**62 + 10**9, 2**62, 2**62, 2**62 - 10**9, 10], np.int64),
+    np.array([2**62] * 4 + [10], np.int64),
+    np.array([2**63 - 1, 2**63 - 1, 2, 10], np.int64),        # wraps to exactly 10
+    np.array([2**64 - 6, 16], np.uint64),                     # wraps in uint64
+    np.array([2**63, 2**63, 10], np.uint64),
+    np.array([2**31 - 1, 2**31 - 1, 2, 10], np.int32),        # int32 would wrap too
+    [2**64 - 6, 16],
+])
+def test_lengths_are_checked_one_by_one(lengths):
+    h = np.zeros((10, 4), np.float32)
+    with pytest.raises(ValueError, match=r"lengths\[0\]=\d+ exceeds the number of token rows"):
+        pool_tokens(h, lengths=lengths, mode="cls")
+
+
+@pytest.mark.parametrize("offsets", [
+    np.array([0, 2**63 - 1, -5, 10], np.int64),   # differences wrap to non-negative counts
+    np.array([0, 2**63, 10], np.uint64),
+    np.array([0, 2**64 - 1, 10], np.uint64),
+    [0, 11, 10],
+    [0, 3, -1, 10],
+])
+def test_offsets_are_checked_one_by_one(offsets):
+    h = np.zeros((10, 4), np.float32)
+    with pytest.raises(ValueError, match=r"offsets.*(>= 0|exceeds the number of token rows)"):
+        pool_tokens(h, offsets=offsets, mode="cls")
+
+
+def test_lengths_and_offsets_of_any_integer_dtype_within_range_work():
+    h = np.arange(20, dtype=np.float64).reshape(10, 2)
+    expected = pool_tokens(h, lengths=np.array([3, 0, 7]), mode=["cls", "mean"])
+    for dtype in (np.int8, np.uint8, np.int16, np.uint32, np.uint64, np.int64):
+        np.testing.assert_array_equal(
+            pool_tokens(h, lengths=np.array([3, 0, 7], dtype), mode=["cls", "mean"]), expected)
+        np.testing.assert_array_equal(
+            pool_tokens(h, offsets=np.array([0, 3, 3, 10], dtype), mode=["cls", "mean"]),
+            expected)
+
+
+# --------------------------------------------------------------------------- coefficient ranges
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("w", [1e-300, 1e-45, 1e-39, 1e39, 1e300, 1e308, 5e-324])
+def test_weighted_accepts_weights_of_any_finite_magnitude(dtype, w):
+    """Weights used to be cast to the accumulator type first: 1e-300 became 0 (zeros out)
+    and 1e39 inf in float32 (NaN out); 1e308 overflowed their float64 sum."""
+    h = np.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]], dtype)
+    expected = np.array([[3.0, 4.0]], dtype)
+    np.testing.assert_array_equal(pool_tokens(h, None, "weighted", weights=np.full((1, 3), w)),
+                                  expected)
+    np.testing.assert_array_equal(
+        pool_tokens(h[0], lengths=[3], mode="weighted", weights=np.full(3, w)), expected)
+    # ratios are all that count: [w, 2w, w] weighs the middle token twice
+    np.testing.assert_allclose(
+        pool_tokens(h, None, "weighted", weights=np.array([[1.0, 2.0, 1.0]]) * w)
+        if w * 2 < np.inf and w > 5e-324 else expected, expected, rtol=_tol(dtype))
+
+
+def test_weighted_mixed_magnitudes_and_zero_totals():
+    h = np.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]] * 3, np.float32)
+    w = np.array([[1e-300, 1e300, 0.0],     # the second token dominates
+                  [0.0, 0.0, 0.0],          # a zero total gives zeros
+                  [1e-40, 1e-40, 3e-40]])   # float32 subnormals, as ratios 1:1:3
+    res = pool_tokens(h, None, "weighted", weights=w)
+    np.testing.assert_array_equal(res[0], [3.0, 4.0])
+    np.testing.assert_array_equal(res[1], [0.0, 0.0])
+    np.testing.assert_allclose(res[2], [(1 + 3 + 15) / 5, (2 + 4 + 18) / 5], rtol=1e-6)
+    # the same under omit, with a NaN where the dominant token is: the others are 1e-600
+    # times smaller, below what the accumulator holds, so they count as zero weight
+    hn = h.copy()
+    hn[0, 1, 0] = np.nan
+    res = pool_tokens(hn, None, "weighted", weights=w, nan_policy="omit")
+    np.testing.assert_array_equal(res[0], [0.0, 4.0])
+
+
+def test_weights_reach_every_backend_scaled_by_each_sequences_largest(monkeypatch):
+    """The scaling is in the plan, which the CPU and CUDA backends both read."""
+    from numbapool import dispatch
+
+    plans = []
+
+    class _Capture:
+        def run_tokens(self, plan, hidden, out, inputs):
+            plans.append(plan)
+
+    monkeypatch.setattr(dispatch, "resolve", lambda x, device=None, name="x": (_Capture(), x))
+    mask = np.array([[1, 1, 0], [0, 0, 0], [1, 0, 1]], bool)
+    w = np.array([[1e300, 4e300, np.nan], [5.0, 5.0, 5.0], [1e-300, -7.0, 2e-300]])
+    pool_tokens(np.zeros((3, 3, 2), np.float32), mask, "weighted", weights=w)
+    np.testing.assert_array_equal(plans[-1].weights, [0.25, 1, 0, 0, 0, 0, 0.5, 0, 1])
+    pool_tokens(np.zeros((5, 2)), lengths=[2, 0, 3], mode="weighted",
+                weights=[3e-310, 6e-310, 1e-320, 1e308, 0.0])
+    np.testing.assert_array_equal(plans[-1].weights, [0.5, 1, 0, 1, 0])  # 1e-328: flushed
+    assert plans[-1].scores.size == 0
+    # scores: shifted so that each sequence's largest is 0, every entry finite
+    pool_tokens(np.zeros((3, 3, 2), np.float16), mask, ["attention", "weighted"],
+                weights=np.ones((3, 3)), scores=np.array([[1e308, -1e308, np.inf],
+                                                           [np.nan, 0.0, 1.0],
+                                                           [3.0, np.nan, 7.5]]))
+    fmax = np.finfo(np.float64).max
+    np.testing.assert_array_equal(plans[-1].scores, [0, -fmax, 0, 0, 0, 0, -4.5, 0, 0])
+    np.testing.assert_array_equal(plans[-1].weights, [1, 1, 0, 0, 0, 0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_attention_with_huge_score_ranges(dtype):
+    h = np.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]], dtype)
+    cases = [([1e308, -1e308, 0.0], [1.0, 2.0]),         # score differences overflow
+             ([-1.7e308, 1.7e308, 1.7e308], [4.0, 5.0]),  # two maxima share the weight
+             ([1e308, 1e308, 1e308], [3.0, 4.0]),
+             ([-1e308, -1e308, -1e308], [3.0, 4.0]),
+             ([0.0, 5e-324, -5e-324], [3.0, 4.0])]
+    for scores, expected in cases:
+        for policy in ("propagate", "omit"):
+            res = pool_tokens(h, None, "attention", scores=np.array([scores]),
+                              nan_policy=policy)
+            np.testing.assert_allclose(res, [expected], rtol=_tol(dtype))
+            packed = pool_tokens(h[0], lengths=[3], mode="attention", scores=scores,
+                                 nan_policy=policy)
+            np.testing.assert_array_equal(packed, res)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_weights_of_split_sequences_merge_scaled(dtype, force_parallel):
+    """A long sequence split over threads sums its weight pieces: they must be scaled
+    before the split, by the whole sequence's largest weight."""
+    rng = np.random.default_rng(14)
+    h = rng.standard_normal((1, 400, 8)).astype(dtype)
+    w = 10.0 ** rng.uniform(-300, 290, size=(1, 400))
+    w[0, 123] = 1e307  # the others are at most 1e-17 of it
+    ours = pool_tokens(h, None, ["weighted", "mean"], weights=w)
+    np.testing.assert_allclose(ours[:, :8].astype(np.float64), h[:, 123].astype(np.float64),
+                               rtol=_tol(dtype))
+
+
+# --------------------------------------------------------------------------- masked arrays
+
+
+def test_masked_arrays_are_refused_with_a_working_hint():
+    rng = np.random.default_rng(15)
+    h = rng.standard_normal((2, 4, 3))
+    hidden = np.ma.masked_array(h, mask=rng.random(h.shape) < 0.3)
+    with pytest.raises(TypeError, match="hidden is a numpy.ma.MaskedArray") as info:
+        pool_tokens(hidden)
+    message = str(info.value)
+    assert "hidden.filled(np.nan)" in message and "nan_policy='omit'" in message
+    assert "np.asarray(hidden)" in message
+    # what the hint says gives the mean of the unmasked values, as numpy.ma computes it
+    np.testing.assert_allclose(pool_tokens(hidden.filled(np.nan), nan_policy="omit"),
+                               hidden.mean(axis=1).filled(np.nan), rtol=1e-12)
+    np.testing.assert_array_equal(pool_tokens(np.asarray(hidden)), pool_tokens(h))
+    # auxiliary arrays: masks, weights, scores, lengths, offsets
+    m = np.ma.masked_array(np.ones((2, 4)), mask=np.zeros((2, 4), bool))
+    for kw in (dict(attention_mask=m), dict(mode="weighted", weights=m),
+               dict(mode="attention", scores=m)):
+        name = next(k for k in kw if k != "mode")
+        with pytest.raises(TypeError, match=f"{name} is a numpy.ma.MaskedArray.*"
+                                            rf"{name}.filled\(value\)"):
+            pool_tokens(h, **kw)
+    for name, value in (("lengths", [1, 1]), ("offsets", [0, 1, 2])):
+        with pytest.raises(TypeError, match=f"{name} is a numpy.ma.MaskedArray"):
+            pool_tokens(h[0, :2], **{name: np.ma.masked_array(value)})
