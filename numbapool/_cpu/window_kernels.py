@@ -31,7 +31,7 @@ come from :mod:`numbapool.geometry` via ``SpatialPlan.tables``, a
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 from numba.extending import overload
 
 from .. import _arith
@@ -243,6 +243,54 @@ def _ol_fold_last_axis(buf, obuf, tables, C, op, is_min, omit):
     return impl
 
 
+def has_signed_zeros(z):
+    """Whether values of ``z``'s type have two zeros (floats), as a compile-time constant."""
+
+
+@overload(has_signed_zeros)
+def _ol_has_signed_zeros(z):
+    value = isinstance(z, types.Float)
+    return lambda z: value
+
+
+@njit(cache=True)
+def _first_zeros(x, p, obuf, tables, ov, jv, C):
+    """Give each zero of ``obuf`` (an output row) the first zero of its window in row-major
+    window order.
+
+    Stage A then stage B meet a window's elements column by column, so among equal values
+    they keep the first of the first column, not the first in row-major order.  Only zeros,
+    whose two signs compare equal, can tell the difference (the indexed kernel tracks rows
+    and needs no fix).  A max or min of zero means no element beat zero, and under
+    "propagate" no NaN, so the first element equal to zero is the window's winner.  Zero
+    results are rare enough that walking their windows again costs little.
+    """
+    any_zero = False
+    for i in range(obuf.shape[0]):
+        any_zero |= obuf[i] == 0
+    if not any_zero:
+        return
+    l_first, l_count, l_step = tables.l_first, tables.l_count, tables.l_step
+    for i in range(obuf.shape[0]):
+        if obuf[i] != 0:
+            continue
+        wo = i // C
+        c = i - wo * C
+        jv[:] = 0
+        for k in range(_window_rows(tables.o_count, ov)):
+            r = _window_row(k, jv, tables.o_first, tables.o_step, tables.o_count,
+                            tables.ishape, ov)
+            row = x[p, r]
+            first = -1
+            for j in range(l_count[wo]):
+                if load(row, (l_first[wo] + j * l_step) * C + c) == 0:
+                    first = (l_first[wo] + j * l_step) * C + c
+                    break
+            if first >= 0:
+                obuf[i] = load(row, first)
+                break
+
+
 @njit(cache=True)
 def extreme_tasks(x, out, t0, t1, tables, C, is_min, omit):
     """Max (or min) pooling of tasks ``[t0, t1)``; values only."""
@@ -261,6 +309,8 @@ def extreme_tasks(x, out, t0, t1, tables, C, is_min, omit):
             src = x[p, _window_row(k, jv, o_first, o_step, o_count, ishape, ov)]
             fold_row(src, buf, k == 0, OP_EXTREME, is_min, omit)
         fold_last_axis(buf, obuf, tables, C, OP_EXTREME, is_min, omit)
+        if has_signed_zeros(z):
+            _first_zeros(x, p, obuf, tables, ov, jv, C)
         dst = out[p, t - p * ro_count]
         for i in range(obuf.shape[0]):
             store(dst, i, obuf[i])
