@@ -80,3 +80,17 @@ def test_cli_bench_quick():
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "geometric mean" in proc.stdout and "max2d_k2_nchw" in proc.stdout
+
+
+@pytest.mark.parametrize("path", ["benchmarks/bench_design.py", "benchmarks/bench_tokens.py",
+                                  "benchmarks/bench_crossover.py"])
+def test_other_benchmark_files_run(path):
+    """Each benchmark file runs once on tiny shapes (the design benchmark calls private
+    kernels directly, so a change of their signatures must show here)."""
+    pytest.importorskip("pytest_benchmark")
+    env = dict(os.environ, NUMBAPOOL_BENCH_QUICK="1")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path,
+           "--benchmark-disable"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert " passed" in proc.stdout

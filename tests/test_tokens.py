@@ -169,16 +169,21 @@ def test_random_batches_match_reference_and_packed_form(batch, length, dim, kind
     assert ours.shape == (batch, dim * len(modes)) and ours.dtype == dtype
     ref = pool_tokens_ref(hidden, m, modes, nan_policy=policy, **kw)
     _close(ours, ref, dtype, scale=length + 1)
-    # the packed form of the same tokens gives the same bits
+    # the packed form of the same tokens gives the same bits, except after a mask with
+    # holes: its tokens are folded one at a time, a packed run as four streams, so sums may
+    # round differently in the last place
     tokens, lengths, w, s = _packed(hidden, mask if m is not None else np.ones_like(mask),
                                     kw["weights"], kw["scores"])
     packed = pool_tokens(tokens, None, modes, lengths=lengths, weights=w, scores=s,
                          nan_policy=policy)
-    np.testing.assert_array_equal(packed, ours)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    np.testing.assert_array_equal(
-        pool_tokens(tokens, mode=modes, offsets=offsets, weights=w, scores=s,
-                    nan_policy=policy), ours)
+    by_offsets = pool_tokens(tokens, mode=modes, offsets=offsets, weights=w, scores=s,
+                             nan_policy=policy)
+    np.testing.assert_array_equal(by_offsets, packed)
+    if kind == "holes":
+        _close(packed, ours, dtype, scale=length + 1)
+    else:
+        np.testing.assert_array_equal(packed, ours)
 
 
 @settings(max_examples=25, deadline=None)
@@ -807,3 +812,40 @@ def test_masked_arrays_are_refused_with_a_working_hint():
     for name, value in (("lengths", [1, 1]), ("offsets", [0, 1, 2])):
         with pytest.raises(TypeError, match=f"{name} is a numpy.ma.MaskedArray"):
             pool_tokens(h[0, :2], **{name: np.ma.masked_array(value)})
+
+
+# --------------------------------------------------------------------------- blocked sums
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_long_runs_flush_blocks_and_keep_nan_and_extremes(parallel, monkeypatch):
+    """Runs longer than a block add their early partial sums into float64 totals (see
+    token_kernels): a NaN in an early block still reaches the sum and sends max and min
+    through the IEEE rule, and sums of small integers stay exact, whole or split over
+    threads, read as streams (no mask) or one token at a time (holes)."""
+    from numbapool._cpu import parallel as cpu_parallel
+    from numbapool._cpu import token_kernels
+
+    if parallel:
+        import numba
+
+        if numba.get_num_threads() < 2:
+            pytest.skip("needs at least two Numba threads")
+    monkeypatch.setattr(cpu_parallel, "PARALLEL_MIN_ELEMENTS", 0 if parallel else 1 << 62)
+    rng = np.random.default_rng(31)
+    length = 6 * token_kernels.FIRST_BLOCK + 3
+    h = rng.integers(-8, 9, (3, length, 5)).astype(np.float32)
+    h[0, 5, 1] = np.nan  # in the first block
+    h[2, :, 3] = 0.0
+    h[2, length // 2, 3] = -0.0  # max +0 and min -0, whatever the blocks
+    holes = np.ones((3, length), bool)
+    holes[1, 2::7] = False
+    for mask in (None, holes):
+        for modes in (["sum", "max", "min"], ["mean", "weighted_mean", "max"]):
+            ours = pool_tokens(h, mask, modes)
+            ref = pool_tokens_ref(h, mask, modes)
+            _close(ours, ref, np.float32)
+            assert np.isnan(ours[0, [1, 6, 11]]).all()  # feature 1 in every mode
+            _same_bits(ours[:, 10:], ref[:, 10:])  # the extremes
+            if modes[0] == "sum":  # integers: every partial and total is exact
+                _same_bits(ours[:, :5], ref[:, :5])

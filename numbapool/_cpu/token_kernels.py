@@ -28,6 +28,23 @@ compile per combination: the kernel updates only the accumulators those modes ne
 are ``sum(c_j * x_j) / sum(c_j)`` with a per-token coefficient ``c_j``: 1 (sum, mean,
 mean_sqrt_len), ``j`` (weighted_mean), ``weights`` (weighted) or
 ``exp(score_j - max score)`` (attention, a stable softmax).
+
+Accumulation rule (every linear accumulator: the sums of values and of ``c_j * x_j``, and
+under omit their per-feature sums of ``c_j``): sums are *blocked*.  A task adds its tokens
+in the accumulator dtype (float32 for float16 and float32 data) into a partial sum per
+feature; at the end of a block the partial is added into a float64 total and the next
+block starts from zero.  A task's first block is :data:`FIRST_BLOCK` tokens, each later
+block :data:`BLOCK` additions: tokens when they are read one at a time, steps when a run
+is read as :data:`STREAMS` streams (a step adds the tree sum of one row of each).  The
+pieces of a split sequence are merged in float64 in token order, and every result is
+computed in float64 from the totals and rounded once to the accumulator dtype (then to
+the output's).  So a float32 sequence of a million tokens comes out about as exact as its
+float64 sum rounded to float32, while the vectorised per-token loops stay in float32, the
+float64 work is one add per feature per block, and a sequence of up to FIRST_BLOCK tokens
+is one block, with no flush at all.  The coefficient totals (weights,
+softmax terms) are float64 sums of the coefficients as rounded to the accumulator dtype,
+the same values that multiply the tokens.  Max and min are exact and do not depend on the
+order of the tokens.
 """
 
 from typing import NamedTuple
@@ -46,13 +63,17 @@ from .half import _u32_as_f32, load, store
 from .ieee import maximum, maximum_number, minimum, minimum_number
 from .specialise import FLAG_PAIRS, constant_switch, literal
 
-# rows of a task's accumulator block (A_*: acc dtype) and of its totals (float64)
+# rows of a task's accumulator block (A_*: acc dtype; the linear rows hold the partial of
+# the last block) and of its float64 totals (the linear rows only: the earlier blocks)
 A_SUM, A_POS, A_W, A_ATT, A_MAX, A_MIN, A_POS_DEN, A_W_DEN, A_ATT_DEN = range(9)
 N_ACC = 9
 #: The rows that are sums (of values or of coefficients), cleared per task and added when
 #: the parts of a split sequence merge; ``_linear_wanted`` says which the modes use.
 LINEAR_ROWS = (A_SUM, A_POS, A_W, A_ATT, A_POS_DEN, A_W_DEN, A_ATT_DEN)
-T_W, T_ATT = 0, 1
+# entries of a task's float64 ``tot``: the totals of the weights and of the softmax terms,
+# and whether its linear totals hold earlier blocks (1) or its sums are one block (0)
+T_W, T_ATT, T_FLUSHED = 0, 1, 2
+N_TOT = 3
 
 
 class Arena(NamedTuple):
@@ -94,9 +115,12 @@ class Splits(NamedTuple):
 
 
 class Parts(NamedTuple):
-    """Partial accumulators of the pieces of split sequences, one row per piece."""
+    """Partial accumulators of the pieces of split sequences, one row per piece: ``acc``
+    (accumulator dtype: max, min, block scratch), ``hi`` (float64 totals of the linear
+    rows), NaN-free counts and coefficient totals."""
 
     acc: np.ndarray
+    hi: np.ndarray
     cnt: np.ndarray
     tot: np.ndarray
 
@@ -151,6 +175,23 @@ def cast(zero, v):
 def _ol_cast(zero, v):
     to = as_dtype(zero).type
     return lambda zero, v: to(v)
+
+
+def quotient(zero, s, d, inv):
+    """The float64 ``s / d`` rounded to the type of ``zero``, given ``inv = 1 / d``.
+
+    A float32 result is ``s * inv``: a multiply, where a vector of float64 divides costs as
+    much as summing a short sequence, and within a float64 rounding of ``s / d`` before
+    the rounding to float32.  A float64 result is the division itself.
+    """
+
+
+@overload(quotient)
+def _ol_quotient(zero, s, d, inv):
+    if as_dtype(zero) == np.float64:
+        return lambda zero, s, d, inv: s / d
+    to = as_dtype(zero).type
+    return lambda zero, s, d, inv: to(s * inv)
 
 
 @njit(cache=True)
@@ -291,10 +332,51 @@ def _add_update_max(acc, m, v):
 
 
 #: A run of plain tokens is read as this many streams side by side (the run cut in four),
-#: each step folding one row of each as a tree: a core reading one row at a time keeps
-#: too few memory requests in flight, and the accumulators are loaded and stored once per
-#: four rows (``benchmarks/bench_design.py`` compares stream counts).
+#: each step folding one row of each as a tree: the accumulators are loaded and stored once
+#: per four rows, and more memory requests are in flight than with one row at a time.
+#: ``benchmarks/bench_design.py`` compares the two; ``benchmarks/design_choices.md`` records
+#: where the gain was measured (the folds with max or min) and where it was not.
 STREAMS = 4
+#: Additions into a partial sum per block after a task's first block (see the module
+#: docstring): tokens when they are read one at a time, steps when a run is read as
+#: :data:`STREAMS` streams (a step adds the tree sum of four rows).  The rounding error of
+#: a float32 partial grows with its additions, and each flush into the float64 totals
+#: costs about as much as a step.
+BLOCK = 16
+#: Tokens of a task's first block (``FIRST_BLOCK // STREAMS`` steps of the streams).  The
+#: blocks' rounding errors add up, so one long block costs a long sequence little
+#: accuracy, while sequences up to this length, the common case, need no flush at all.
+FIRST_BLOCK = 256
+
+
+# A task's float64 totals are the rows of its ``hi`` (N_ACC, D) array, passed with the row
+# index rather than as a row view: a view costs reference-count updates, per sequence.
+
+
+@njit(cache=True)
+def _flush(hi, r, part, first):
+    """The end of a block that is not a task's last: its partial ``part`` added into the
+    float64 total ``hi[r]`` (which the task's ``first`` block sets instead, so totals need
+    no clearing), and cleared for the next block.
+
+    A task's last block stays in ``part`` (:func:`_total` adds it): most sequences are one
+    block, and their sums never touch ``hi``.
+    """
+    if first:
+        for e in range(part.shape[0]):
+            hi[r, e] = part[e]
+            part[e] = 0
+    else:
+        for e in range(part.shape[0]):
+            hi[r, e] += part[e]
+            part[e] = 0
+
+
+@njit(cache=True)
+def _total(part, hi, r, flushed, e):
+    """Feature ``e``'s float64 sum: the last block's ``part``, plus the earlier blocks'
+    ``hi[r]`` when there were (``flushed``)."""
+    return hi[r, e] + part[e] if flushed else float(part[e])
 
 
 @njit(cache=True)
@@ -357,57 +439,72 @@ def _fold_rows(a_sum, a_max, a_min, x, off, step, n, vbuf, do_sum, do_max, do_mi
 
 
 @njit(cache=True)
-def _fold_streams(a_sum, a_max, a_min, rows, x, off, step, q, do_max, do_min):
+def _fold_streams(a_sum, hi, a_max, a_min, rows, x, off, step, q, do_sum, do_max, do_min):
     """Fold STREAMS streams of ``q`` rows from ``off``, stream ``s`` starting at
-    ``off + s*q*step``, into the running sum and plain max/min."""
+    ``off + s*q*step``, into the blocked sum (partial ``a_sum``, flushed into the total
+    ``hi[A_SUM]`` at the end of each block but the last) and plain max/min.  Without
+    ``do_sum`` the sum only detects NaN (:func:`_unsure`) and is one block."""
     D = a_sum.shape[0]
     buf0, buf1, buf2, buf3 = rows[0], rows[1], rows[2], rows[3]
     off1 = off + q * step
     off2 = off1 + q * step
     off3 = off2 + q * step
-    for j in range(q):
-        o = j * step
-        v0 = row_values(x[off + o:off + o + D], buf0)
-        v1 = row_values(x[off1 + o:off1 + o + D], buf1)
-        v2 = row_values(x[off2 + o:off2 + o + D], buf2)
-        v3 = row_values(x[off3 + o:off3 + o + D], buf3)
-        _fold_step4(a_sum, a_max, a_min, v0, v1, v2, v3, do_max, do_min)
+    k = 0
+    end = min(FIRST_BLOCK // STREAMS, q) if do_sum else q
+    while k < q:
+        for j in range(k, end):
+            o = j * step
+            v0 = row_values(x[off + o:off + o + D], buf0)
+            v1 = row_values(x[off1 + o:off1 + o + D], buf1)
+            v2 = row_values(x[off2 + o:off2 + o + D], buf2)
+            v3 = row_values(x[off3 + o:off3 + o + D], buf3)
+            _fold_step4(a_sum, a_max, a_min, v0, v1, v2, v3, do_max, do_min)
+        if end < q:
+            _flush(hi, A_SUM, a_sum, k == 0)
+        k = end
+        end = min(k + BLOCK, q)
 
 
 @njit(cache=True)
-def _unsure(a_sum, a_max, a_min, do_max, do_min):
+def _unsure(a_sum, hi, flushed, a_max, a_min, do_max, do_min):
     """Whether plain compares may have got a run's max or min wrong: a NaN among its values
-    (which makes the sum NaN; an inf - inf sum only costs a needless redo), or an extreme of
+    (which makes the sum NaN: its last block ``a_sum`` or, when ``flushed``, the earlier
+    blocks' ``hi[A_SUM]``; an inf - inf sum only costs a needless redo), or an extreme of
     zero (the plain compare keeps either sign of two equal zeros)."""
     bad = False
     for e in range(a_sum.shape[0]):
         bad |= a_sum[e] != a_sum[e]
+        bad |= flushed and hi[A_SUM, e] != hi[A_SUM, e]
         bad |= do_max and a_max[e] == 0
         bad |= do_min and a_min[e] == 0
     return bad
 
 
 @njit(cache=True)
-def _fold_run(a_sum, a_max, a_min, rows, x, off, step, n, do_sum, do_max, do_min):
+def _fold_run(a_sum, hi, a_max, a_min, rows, x, off, step, n, do_sum, do_max, do_min):
     """The common modes (sum, max, min; NaN propagating) over a run of ``n`` plain tokens.
 
     Stream ``s`` is tokens ``[s*q, (s+1)*q)`` with ``q = n // STREAMS``; the ``n % STREAMS``
     tokens after them follow one at a time, with the IEEE rule.  The streams' max and min
     are taken with plain compares in the same loop as the sum (kept in ``a_sum`` even when
-    no mode wants it); a run the sum or the extremes show to need IEEE's NaN and
-    signed-zero rules is read again, one row at a time with them.  ``rows``: STREAMS
-    float16 decode buffers.  The flags are tested outside the feature loops, and each fold
-    has one call site (every copy adds to the compile time).
+    no mode wants it; the caller clears it when one does); a run the sum or the extremes
+    show to need IEEE's NaN and signed-zero rules is read again, one row at a time with
+    them.  ``rows``: STREAMS float16 decode buffers.  The flags are tested outside the
+    feature loops, and each fold has one call site (every copy adds to the compile time).
+    A block of the sum is steps of the streams (FIRST_BLOCK // STREAMS, then BLOCK); the
+    tail is added to the last block's partial.  Returns whether earlier blocks were flushed
+    into ``hi[A_SUM]`` (see :func:`_total`).
     """
     if not (do_sum or do_max or do_min):  # only cls / last: nothing to read
-        return
+        return False
     q = n // STREAMS
+    flushed = do_sum and q > FIRST_BLOCK // STREAMS
     if not do_sum:
         a_sum[:] = 0
     for redo in range(2):
-        if redo and not (q and (do_max or do_min) and _unsure(a_sum, a_max, a_min, do_max,
-                                                                do_min)):
-            return
+        if redo and not (q and (do_max or do_min) and _unsure(a_sum, hi, flushed, a_max,
+                                                                a_min, do_max, do_min)):
+            return flushed
         if do_max:
             a_max[:] = -np.inf
         if do_min:
@@ -416,9 +513,11 @@ def _fold_run(a_sum, a_max, a_min, rows, x, off, step, n, do_sum, do_max, do_min
         if redo:
             first = 0
         else:
-            _fold_streams(a_sum, a_max, a_min, rows, x, off, step, q, do_max, do_min)
+            _fold_streams(a_sum, hi, a_max, a_min, rows, x, off, step, q, do_sum, do_max,
+                          do_min)
         _fold_rows(a_sum, a_max, a_min, x, off + first * step, step, n - first, rows[0],
                    not redo, do_max, do_min)
+    return flushed
 
 
 @njit(cache=True)
@@ -465,15 +564,29 @@ def _score_max(seqs, coefs, b, n):
 
 
 @njit(cache=True)
-def accumulate(x, acc, cnt, tot, rows, b, j0, j1, arena, seqs, coefs, needs, omit, zero):
-    """Fold tokens ``[j0, j1)`` of sequence ``b`` into ``acc`` (rows A_*), ``cnt``, ``tot``.
+def _flush_linear(acc, hi, wanted, first):
+    """:func:`_flush` of each wanted linear row of ``acc`` into its row of ``hi``."""
+    for i in range(len(LINEAR_ROWS)):
+        if wanted[i]:
+            _flush(hi, LINEAR_ROWS[i], acc[LINEAR_ROWS[i]], first)
 
+
+@njit(cache=True)
+def accumulate(x, acc, hi, cnt, tot, rows, b, j0, j1, arena, seqs, coefs, needs, omit,
+               zero):
+    """Fold tokens ``[j0, j1)`` of sequence ``b`` into ``acc`` (rows A_*), ``hi``, ``cnt``,
+    ``tot``.
+
+    The linear rows are summed in blocks (see the module docstring): on return their rows
+    of ``acc`` hold the last block's partials and, when ``tot[T_FLUSHED]`` says so, their
+    rows of ``hi`` the float64 sums of the earlier blocks (:func:`_total` adds the two).
     ``rows``: STREAMS buffers for decoded float16 token rows.
     """
     D, sl = arena.features, arena.token_stride
     wts, sco, wb = coefs.weights, coefs.scores, coefs.stride
     need_sum, need_pos, need_w, need_att, need_max, need_min = needs
-    # only the accumulators the modes use are cleared (a row each per sequence adds up)
+    # only the partials the modes use are cleared (a row each per sequence adds up); their
+    # float64 totals are set by the first flush, if any
     wanted = _linear_wanted(needs)
     for i in range(len(LINEAR_ROWS)):
         if wanted[i]:
@@ -489,48 +602,62 @@ def accumulate(x, acc, cnt, tot, rows, b, j0, j1, arena, seqs, coefs, needs, omi
     a_max, a_min = acc[A_MAX], acc[A_MIN]
     linear = need_sum | need_pos | need_w | need_att
     if not (need_pos | need_w | need_att | omit | seqs.indexed):  # a run of plain tokens
-        _fold_run(a_sum, a_max, a_min, rows, x, row0 + (seqs.first[b] + j0) * sl, sl,
-                  j1 - j0, need_sum, need_max, need_min)
+        tot[T_FLUSHED] = _fold_run(a_sum, hi, a_max, a_min, rows, x,
+                                   row0 + (seqs.first[b] + j0) * sl, sl, j1 - j0, need_sum,
+                                   need_max, need_min)
         return
     vbuf = rows[0]
-    for j in range(j0, j1):
-        p = _position(seqs, b, j)
-        off = row0 + p * sl
-        v = row_values(x[off:off + D], vbuf)
-        if omit and linear:
-            _count_valid(cnt, v)
-        fused = need_sum and need_max and j > j0 and not omit
-        if fused:
-            _add_update_max(a_sum, a_max, v)
-        elif need_sum:
-            if omit:
-                _add_omit(a_sum, v, zero)
-            else:
-                _add(a_sum, v)
-        if need_pos:
-            _linear(a_pos, d_pos, v, cast(zero, j + 1), zero, omit)
-        if need_w:
-            c = cast(zero, wts[b * wb + p])
-            tot[T_W] += c
-            _linear(a_w, d_w, v, c, zero, omit)
-        if need_att:
-            c = cast(zero, np.exp(sco[b * wb + p] - smax))
-            tot[T_ATT] += c
-            _linear(a_att, d_att, v, c, zero, omit)
-        if need_max and not fused:
-            if j == j0:
-                _assign(a_max, v)
-            else:
-                _update_extreme(a_max, v, False, omit)
-        if need_min:
-            if j == j0:
-                _assign(a_min, v)
-            else:
-                _update_extreme(a_min, v, True, omit)
+    tot[T_FLUSHED] = j1 - j0 > FIRST_BLOCK
+    jb = j0
+    je = min(j0 + FIRST_BLOCK, j1)
+    while jb < j1:  # blocks [jb, je)
+        for j in range(jb, je):
+            p = _position(seqs, b, j)
+            off = row0 + p * sl
+            v = row_values(x[off:off + D], vbuf)
+            if omit and linear:
+                _count_valid(cnt, v)
+            fused = need_sum and need_max and j > j0 and not omit
+            if fused:
+                _add_update_max(a_sum, a_max, v)
+            elif need_sum:
+                if omit:
+                    _add_omit(a_sum, v, zero)
+                else:
+                    _add(a_sum, v)
+            if need_pos:
+                _linear(a_pos, d_pos, v, cast(zero, j + 1), zero, omit)
+            if need_w:
+                c = cast(zero, wts[b * wb + p])
+                tot[T_W] += c
+                _linear(a_w, d_w, v, c, zero, omit)
+            if need_att:
+                c = cast(zero, np.exp(sco[b * wb + p] - smax))
+                tot[T_ATT] += c
+                _linear(a_att, d_att, v, c, zero, omit)
+            if need_max and not fused:
+                if j == j0:
+                    _assign(a_max, v)
+                else:
+                    _update_extreme(a_max, v, False, omit)
+            if need_min:
+                if j == j0:
+                    _assign(a_min, v)
+                else:
+                    _update_extreme(a_min, v, True, omit)
+        if je < j1:
+            _flush_linear(acc, hi, wanted, jb == j0)
+        jb = je
+        je = min(jb + BLOCK, j1)
+
+
+# The results below are computed in float64 from the blocked sums (a row of ``acc`` and
+# row ``r`` of ``hi``, see _total) and rounded once, to the accumulator type (then to the
+# output's).
 
 
 @njit(cache=True)
-def _ratio(o, acc, den, cnt, total, zero, omit):
+def _ratio(o, acc, den, hi, r, r_den, flushed, cnt, total, zero, omit):
     """``acc / total`` into ``o``; a zero total leaves ``acc`` (0, or NaN under propagate).
 
     Under omit the per-feature ``den`` replaces ``total`` and a feature whose tokens are all
@@ -539,42 +666,51 @@ def _ratio(o, acc, den, cnt, total, zero, omit):
     if omit:
         nan = cast(zero, np.nan)
         for e in range(o.shape[0]):
+            a = _total(acc, hi, r, flushed, e)
+            d = _total(den, hi, r_den, flushed, e)
             if cnt[e] == 0:
                 store(o, e, nan)
-            elif den[e] > zero:
-                store(o, e, acc[e] / den[e])
+            elif d > 0.0:
+                store(o, e, cast(zero, a / d))
             else:
-                store(o, e, acc[e])
-    elif total > zero:
+                store(o, e, cast(zero, a))
+    elif total > 0.0:
         for e in range(o.shape[0]):
-            store(o, e, acc[e] / total)
+            store(o, e, cast(zero, _total(acc, hi, r, flushed, e) / total))
     else:
         for e in range(o.shape[0]):
-            store(o, e, acc[e])
+            store(o, e, cast(zero, _total(acc, hi, r, flushed, e)))
 
 
 @njit(cache=True)
-def _sum_out(o, acc, cnt, zero, omit):
+def _sum_out(o, acc, hi, flushed, cnt, zero, omit):
     """The sum; under omit a feature whose tokens are all NaN gives NaN."""
     nan = cast(zero, np.nan)
     for e in range(o.shape[0]):
-        store(o, e, nan if omit and cnt[e] == 0 else acc[e])
+        s = cast(zero, _total(acc, hi, A_SUM, flushed, e))
+        store(o, e, nan if omit and cnt[e] == 0 else s)
 
 
 @njit(cache=True)
-def _mean(o, acc, cnt, n, sqrt, zero, omit):
-    """``acc / n`` (or ``/ sqrt(n)``); under omit n is each feature's count of non-NaNs."""
+def _mean(o, acc, hi, flushed, cnt, n, sqrt, zero, omit):
+    """``sum / n`` (or ``/ sqrt(n)``); under omit n is each feature's count of non-NaNs."""
     if omit:
         nan = cast(zero, np.nan)
         for e in range(o.shape[0]):
-            d = cast(zero, cnt[e])
+            d = float(cnt[e])
             d = np.sqrt(d) if sqrt else d
-            store(o, e, acc[e] / d if cnt[e] else nan)
+            s = _total(acc, hi, A_SUM, flushed, e)
+            store(o, e, cast(zero, s / d) if cnt[e] else nan)
     else:
-        d = cast(zero, n)
+        d = float(n)
         d = np.sqrt(d) if sqrt else d
-        for e in range(o.shape[0]):
-            store(o, e, acc[e] / d)
+        inv = 1.0 / d
+        if flushed:  # tested outside the loops, which vectorise
+            for e in range(o.shape[0]):
+                store(o, e, quotient(zero, hi[A_SUM, e] + acc[e], d, inv))
+        else:
+            for e in range(o.shape[0]):
+                store(o, e, quotient(zero, float(acc[e]), d, inv))
 
 
 @njit(cache=True)
@@ -584,11 +720,13 @@ def _copy_token(o, x, off):
 
 
 @njit(cache=True)
-def finish(dst, x, acc, cnt, tot, b, arena, seqs, codes, omit, zero):
-    """Write every mode's slot of ``dst`` (``out[b]``) from a whole sequence's accumulators."""
+def finish(dst, x, acc, hi, cnt, tot, b, arena, seqs, codes, omit, zero):
+    """Write every mode's slot of ``dst`` (``out[b]``) from a whole sequence's accumulators
+    (:func:`accumulate`'s)."""
     D, sl = arena.features, arena.token_stride
     n = seqs.count[b]
     row0 = arena.base + b * arena.seq_stride
+    fl = tot[T_FLUSHED] != 0
     for k in range(codes.shape[0]):
         o = dst[k * D:(k + 1) * D]
         c = codes[k]
@@ -603,17 +741,20 @@ def finish(dst, x, acc, cnt, tot, b, arena, seqs, codes, omit, zero):
             for e in range(D):
                 store(o, e, acc[A_MIN, e])
         elif c == M_SUM:
-            _sum_out(o, acc[A_SUM], cnt, zero, omit)
+            _sum_out(o, acc[A_SUM], hi, fl, cnt, zero, omit)
         elif c == M_MEAN:
-            _mean(o, acc[A_SUM], cnt, n, False, zero, omit)
+            _mean(o, acc[A_SUM], hi, fl, cnt, n, False, zero, omit)
         elif c == M_MEAN_SQRT_LEN:
-            _mean(o, acc[A_SUM], cnt, n, True, zero, omit)
+            _mean(o, acc[A_SUM], hi, fl, cnt, n, True, zero, omit)
         elif c == M_WEIGHTED_MEAN:
-            _ratio(o, acc[A_POS], acc[A_POS_DEN], cnt, cast(zero, n * (n + 1) // 2), zero, omit)
+            _ratio(o, acc[A_POS], acc[A_POS_DEN], hi, A_POS, A_POS_DEN, fl, cnt,
+                   float(n * (n + 1) // 2), zero, omit)
         elif c == M_WEIGHTED:
-            _ratio(o, acc[A_W], acc[A_W_DEN], cnt, cast(zero, tot[T_W]), zero, omit)
+            _ratio(o, acc[A_W], acc[A_W_DEN], hi, A_W, A_W_DEN, fl, cnt, tot[T_W], zero,
+                   omit)
         else:
-            _ratio(o, acc[A_ATT], acc[A_ATT_DEN], cnt, cast(zero, tot[T_ATT]), zero, omit)
+            _ratio(o, acc[A_ATT], acc[A_ATT_DEN], hi, A_ATT, A_ATT_DEN, fl, cnt, tot[T_ATT],
+                   zero, omit)
 
 
 @njit(cache=True)
@@ -627,8 +768,9 @@ def token_tasks(x, out, t0, t1, arena, seqs, tasks, coefs, codes, needs, omit, z
     """
     D = arena.features
     acc = np.empty((N_ACC, D), np.asarray(zero).dtype)
+    hi = np.empty((N_ACC, D))
     cnt = np.zeros(D, np.int64)
-    tot = np.zeros(2)
+    tot = np.zeros(N_TOT)
     rows = np.empty((STREAMS, D), acc.dtype)
     listed = tasks.seq.shape[0] > 0
     for t in range(t0, t1):
@@ -642,34 +784,40 @@ def token_tasks(x, out, t0, t1, arena, seqs, tasks, coefs, codes, needs, omit, z
         j0 = tasks.j0[t] if listed else 0
         j1 = tasks.j1[t] if listed else seqs.count[b]
         if r < 0:
-            accumulate(x, acc, cnt, tot, rows, b, j0, j1, arena, seqs, coefs, needs, omit,
-                       zero)
-            finish(out[b], x, acc, cnt, tot, b, arena, seqs, codes, omit, zero)
+            accumulate(x, acc, hi, cnt, tot, rows, b, j0, j1, arena, seqs, coefs, needs,
+                       omit, zero)
+            finish(out[b], x, acc, hi, cnt, tot, b, arena, seqs, codes, omit, zero)
         else:
-            accumulate(x, parts.acc[r], parts.cnt[r], parts.tot[r], rows, b, j0, j1, arena,
-                       seqs, coefs, needs, omit, zero)
+            accumulate(x, parts.acc[r], parts.hi[r], parts.cnt[r], parts.tot[r], rows, b,
+                       j0, j1, arena, seqs, coefs, needs, omit, zero)
 
 
 @njit(cache=True)
 def combine_tasks(x, out, s0, s1, arena, seqs, splits, codes, needs, omit, zero, parts):
     """Merge the parts of split sequences ``splits.seq[s0:s1]`` and write their results.
 
-    Each sequence's pieces, in token order, are folded into its first part row.
+    Each sequence's pieces, in token order, are folded into its first part row: the sums
+    of each piece (:func:`_total`) are added into its float64 totals.
     """
     D = arena.features
     wanted = _linear_wanted(needs)
     for s in range(s0, s1):
         b = splits.seq[s]
         r0 = splits.rows[s]
-        acc, cnt, tot = parts.acc[r0], parts.cnt[r0], parts.tot[r0]
+        acc, hi, cnt, tot = parts.acc[r0], parts.hi[r0], parts.cnt[r0], parts.tot[r0]
+        # the first piece's last block joins its totals: the row then holds no partial
+        _flush_linear(acc, hi, wanted, tot[T_FLUSHED] == 0)
+        tot[T_FLUSHED] = 1
         for r in range(r0 + 1, splits.rows[s + 1]):
             src = parts.acc[r]
+            src_hi = parts.hi[r]
+            src_fl = parts.tot[r, T_FLUSHED] != 0
             for i in range(len(LINEAR_ROWS)):
                 if wanted[i]:
-                    a = acc[LINEAR_ROWS[i]]
-                    v = src[LINEAR_ROWS[i]]
+                    row = LINEAR_ROWS[i]
+                    v = src[row]
                     for e in range(D):
-                        a[e] += v[e]
+                        hi[row, e] += _total(v, src_hi, row, src_fl, e)
             if needs.max:
                 _update_extreme(acc[A_MAX], src[A_MAX], False, omit)
             if needs.min:
@@ -680,7 +828,7 @@ def combine_tasks(x, out, s0, s1, arena, seqs, splits, codes, needs, omit, zero,
                     cnt[e] += c[e]
             tot[T_W] += parts.tot[r, T_W]
             tot[T_ATT] += parts.tot[r, T_ATT]
-        finish(out[b], x, acc, cnt, tot, b, arena, seqs, codes, omit, zero)
+        finish(out[b], x, acc, hi, cnt, tot, b, arena, seqs, codes, omit, zero)
 
 
 @njit(cache=True)
@@ -695,8 +843,8 @@ def _sequences(masked, mask, runs):
 @njit(cache=True)
 def _part_rows(n, D, zero):
     """:class:`Parts` with ``n`` rows, one for each piece of a split sequence."""
-    return Parts(np.empty((n, N_ACC, D), np.asarray(zero).dtype), np.empty((n, D), np.int64),
-                 np.empty((n, 2)))
+    return Parts(np.empty((n, N_ACC, D), np.asarray(zero).dtype), np.empty((n, N_ACC, D)),
+                 np.empty((n, D), np.int64), np.empty((n, N_TOT)))
 
 
 @njit(cache=True)

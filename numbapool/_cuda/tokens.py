@@ -7,6 +7,13 @@ leave their partials in shared memory and lane 0 merges them in lane order, whic
 order, and writes every requested mode.  Max and min follow IEEE 754-2019 (-0 < +0), as on
 the CPU, so their results do not depend on how the tokens are split over lanes.
 
+Sums are blocked, as on the CPU (the accumulation rule of
+:mod:`numbapool._cpu.token_kernels`): a lane adds its tokens into partial sums of the
+accumulator type (float32 for float16 and float32 data) over blocks of :data:`BLOCK`
+tokens, and adds each block's partials into float64 totals; the lanes' totals are merged
+in float64, and each result is computed in float64 and rounded once.  Partials and totals
+are registers, so every block is short.
+
 The threads of a warp read consecutive features of one token: coalesced.  Splitting a
 sequence over lanes gives a batch of a few long sequences enough threads to fill the GPU.
 
@@ -40,6 +47,9 @@ _take = jit(device=True)(_arith.ieee_take)
 
 #: Threads of a block at most (the shared scratch is sized for it).
 MAX_THREADS = 256
+#: Tokens per block of a lane's blocked sums: the rounding error of a float32 partial
+#: grows with its additions, and ending a block costs one float64 add per accumulator.
+BLOCK = 16
 # rows of the shared scratch: one partial of each lane's thread per row
 (S_SUM, S_POS, S_POS_DEN, S_W, S_W_DEN, S_ATT, S_ATT_DEN, S_MAX, S_MIN, S_CNT, S_W_TOT,
  S_ATT_TOT) = range(12)
@@ -113,56 +123,74 @@ def token_kernel(x, out, first, count, pos, indexed, sb, weights, scores, wb, co
             for l in range(TY):
                 smax = max(smax, shared[S_ATT_TOT, l * TX + f])
             cuda.syncthreads()
-        s = acc_zero
-        ps = acc_zero
-        pd = acc_zero
-        ws = acc_zero
-        wd = acc_zero
-        a_s = acc_zero
-        a_d = acc_zero
+        # float64 totals: of the blocked sums, whose partials are s, ps, ..., and of the
+        # coefficients (a typed zero: under the simulator a Python 0.0 would take the
+        # float32 type of what is added to it)
+        h_s = np.float64(0.0)
+        h_ps = h_s
+        h_pd = h_s
+        h_ws = h_s
+        h_wd = h_s
+        h_as = h_s
+        h_ad = h_s
         mx = acc_zero
         mn = acc_zero
         cnt = 0
-        w_tot = 0.0
-        a_tot = 0.0
+        w_tot = h_s
+        a_tot = h_s
         if live:
-            for j in range(j0, j1):
-                p = _position(first, pos, indexed, b, j)
-                v = x[row0 + p, e] * acc_one
-                ok = v == v
-                cnt += ok
-                if need_sum:
-                    s += v if ok or not omit else acc_zero
-                if need_pos:
-                    c = acc_zero + (j + 1)
-                    if ok or not omit:
-                        ps += c * v
-                        pd += c
-                if need_w:
-                    c = acc_zero + weights[b * wb + p]
-                    w_tot += c
-                    if ok or not omit:
-                        ws += c * v
-                        wd += c
-                if need_att:
-                    c = acc_zero + math.exp(scores[b * wb + p] - smax)
-                    a_tot += c
-                    if ok or not omit:
-                        a_s += c * v
-                        a_d += c
-                if need_max:
-                    if j == j0 or _take(mx, v, False, omit):
-                        mx = v
-                if need_min:
-                    if j == j0 or _take(mn, v, True, omit):
-                        mn = v
-        shared[S_SUM, tid] = s
-        shared[S_POS, tid] = ps
-        shared[S_POS_DEN, tid] = pd
-        shared[S_W, tid] = ws
-        shared[S_W_DEN, tid] = wd
-        shared[S_ATT, tid] = a_s
-        shared[S_ATT_DEN, tid] = a_d
+            for jb in range(j0, j1, BLOCK):
+                s = acc_zero
+                ps = acc_zero
+                pd = acc_zero
+                ws = acc_zero
+                wd = acc_zero
+                a_s = acc_zero
+                a_d = acc_zero
+                for j in range(jb, min(jb + BLOCK, j1)):
+                    p = _position(first, pos, indexed, b, j)
+                    v = x[row0 + p, e] * acc_one
+                    ok = v == v
+                    cnt += ok
+                    if need_sum:
+                        s += v if ok or not omit else acc_zero
+                    if need_pos:
+                        c = acc_zero + (j + 1)
+                        if ok or not omit:
+                            ps += c * v
+                            pd += c
+                    if need_w:
+                        c = acc_zero + weights[b * wb + p]
+                        w_tot += c
+                        if ok or not omit:
+                            ws += c * v
+                            wd += c
+                    if need_att:
+                        c = acc_zero + math.exp(scores[b * wb + p] - smax)
+                        a_tot += c
+                        if ok or not omit:
+                            a_s += c * v
+                            a_d += c
+                    if need_max:
+                        if j == j0 or _take(mx, v, False, omit):
+                            mx = v
+                    if need_min:
+                        if j == j0 or _take(mn, v, True, omit):
+                            mn = v
+                h_s += s
+                h_ps += ps
+                h_pd += pd
+                h_ws += ws
+                h_wd += wd
+                h_as += a_s
+                h_ad += a_d
+        shared[S_SUM, tid] = h_s
+        shared[S_POS, tid] = h_ps
+        shared[S_POS_DEN, tid] = h_pd
+        shared[S_W, tid] = h_ws
+        shared[S_W_DEN, tid] = h_wd
+        shared[S_ATT, tid] = h_as
+        shared[S_ATT_DEN, tid] = h_ad
         shared[S_MAX, tid] = mx
         shared[S_MIN, tid] = mn
         shared[S_CNT, tid] = cnt
