@@ -64,23 +64,33 @@ def tolerances(dtype):
                                                                   (1e-12, 1e-12))
 
 
-def assert_matches(got, want, exact):
-    """Same type, shape and dtype; values equal (NaN where NaN) or within tolerance."""
+def assert_matches(got, want, exact, *, to_host=None, rtol=None, atol=None, signs=False):
+    """Same type, shape and dtype; values equal (NaN where NaN) or within tolerance.
+
+    ``to_host`` turns each result into a NumPy array first (device arrays: it also checks
+    their type); ``rtol``/``atol`` replace :func:`tolerances`; ``signs`` also compares the
+    signs of exact float results (zeros included).
+    """
     if isinstance(want, tuple):
         assert isinstance(got, tuple) and len(got) == len(want)
         for g, w in zip(got, want):
-            assert_matches(g, w, exact)
+            assert_matches(g, w, exact, to_host=to_host, rtol=rtol, atol=atol, signs=signs)
         return
+    if to_host is not None:
+        got = to_host(got)
     assert isinstance(got, np.ndarray), type(got)
     assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, got.dtype,
                                                                 want.shape, want.dtype)
     if exact:
         np.testing.assert_array_equal(got, want)
+        if signs and want.dtype.kind == "f":
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
     else:
         assert np.array_equal(np.isnan(got), np.isnan(want)), (got, want)
-        rtol, atol = tolerances(want.dtype)
+        default_rtol, default_atol = tolerances(want.dtype)
         np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
-                                   rtol=rtol, atol=atol)
+                                   rtol=default_rtol if rtol is None else rtol,
+                                   atol=default_atol if atol is None else atol)
 
 
 def check_reference(name, x, *args, **kwargs):

@@ -19,6 +19,8 @@ if not nbp.cuda_available():
 
 from numbapool._cuda import backend, compat, strided  # noqa: E402
 
+from conftest import assert_matches  # noqa: E402
+
 INTS = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"]
 FLOATS = ["float16", "float32", "float64"]
 
@@ -57,23 +59,16 @@ def _layout(x, layout):
     return x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
 
 
-def _check(gpu, cpu, exact):
-    """GPU result(s) (Numba device arrays) equal the CPU's (NumPy)."""
-    if isinstance(cpu, tuple):
-        assert isinstance(gpu, tuple) and len(gpu) == len(cpu)
-        for g, c in zip(gpu, cpu):
-            _check(g, c, exact)
-        return
+def _to_host(gpu):
     assert compat.is_device_array(gpu), type(gpu)
-    host = gpu.copy_to_host()
-    assert host.dtype == cpu.dtype and host.shape == cpu.shape
-    if exact:
-        np.testing.assert_array_equal(host, cpu)
-        if cpu.dtype.kind == "f":  # signs of zeros included
-            np.testing.assert_array_equal(np.signbit(host), np.signbit(cpu))
-    else:
-        tol = {np.float16: 2e-3, np.float32: 2e-6}.get(cpu.dtype.type, 1e-12)
-        np.testing.assert_allclose(host, cpu, rtol=tol, atol=tol, equal_nan=True)
+    return gpu.copy_to_host()
+
+
+def _check(gpu, cpu, exact):
+    """GPU result(s) (Numba device arrays) equal the CPU's (NumPy), signs of zeros included."""
+    first = cpu[0] if isinstance(cpu, tuple) else cpu
+    tol = {np.float16: 2e-3, np.float32: 2e-6}.get(first.dtype.type, 1e-12)
+    assert_matches(gpu, cpu, exact, to_host=_to_host, rtol=tol, atol=tol, signs=True)
 
 
 def _same(op, x, exact, **kw):
@@ -563,3 +558,30 @@ def test_readme_gpu_block():
     (block,) = [b for b in readme_blocks() if b.id == "on-the-gpu"]
     output = run_readme_block(block)
     assert "(2, 3, 4, 4)" in output and "not available" not in output
+
+
+def test_tokens_long_float32_sums_are_blocked(monkeypatch):
+    """A lane sums its tokens in float32 blocks added into float64 totals: one lane over a
+    long sequence comes out as exact as the float64 sum rounded to float32, where a float32
+    running sum of the same tokens is off by far more."""
+    monkeypatch.setattr(backend, "TOKEN_FEATURES", 4)
+    monkeypatch.setattr(backend, "TOKEN_LANES", 1)  # one lane: the whole sequence
+    rng = _rng(7)
+    length = 3000
+    h = (1 + rng.random((1, length, 4))).astype(np.float32)  # every mantissa bit in use
+    w = rng.random((1, length))
+    s = rng.standard_normal((1, length))
+    modes = ["sum", "mean", "weighted_mean", "weighted", "attention"]
+    got = nbp.pool_tokens(cuda.to_device(h), None, modes, weights=w, scores=s)
+    got = got.copy_to_host()
+    x = h[0].astype(np.float64)
+    pos = np.arange(1, length + 1)[:, None]
+    a = np.exp(s[0] - s[0].max())[:, None]
+    refs = [x.sum(0), x.mean(0), (pos * x).sum(0) / pos.sum(), (w[0][:, None] * x).sum(0)
+            / w.sum(), (a * x).sum(0) / a.sum()]
+    bound = 2.0 ** -22  # a few float32 roundings
+    for k, (mode, ref) in enumerate(zip(modes, refs)):
+        err = np.max(np.abs(got[0, 4 * k:4 * (k + 1)] / ref - 1))
+        assert err <= bound, (mode, err)
+    running = np.cumsum(h[0], axis=0, dtype=np.float32)[-1]  # a float32 running sum
+    assert np.max(np.abs(running / refs[0] - 1)) > 4 * bound
