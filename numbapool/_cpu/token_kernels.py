@@ -56,8 +56,8 @@ from numba.np.numpy_support import as_dtype
 
 from .. import token_plan
 from ..token_plan import (
-    M_ATTENTION, M_CLS, M_LAST, M_MAX, M_MEAN, M_MEAN_SQRT_LEN, M_MIN, M_SUM, M_WEIGHTED,
-    M_WEIGHTED_MEAN, Sequences,
+    M_CLS, M_LAST, M_MAX, M_MEAN, M_MEAN_SQRT_LEN, M_MIN, M_SUM, M_WEIGHTED, M_WEIGHTED_MEAN,
+    Sequences,
 )
 from .half import _u32_as_f32, load, store
 from .ieee import maximum, maximum_number, minimum, minimum_number
