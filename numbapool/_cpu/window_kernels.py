@@ -265,11 +265,6 @@ def _first_zeros(x, p, obuf, tables, ov, jv, C):
     "propagate" no NaN, so the first element equal to zero is the window's winner.  Zero
     results are rare enough that walking their windows again costs little.
     """
-    any_zero = False
-    for i in range(obuf.shape[0]):
-        any_zero |= obuf[i] == 0
-    if not any_zero:
-        return
     l_first, l_count, l_step = tables.l_first, tables.l_count, tables.l_step
     for i in range(obuf.shape[0]):
         if obuf[i] != 0:
@@ -310,7 +305,13 @@ def extreme_tasks(x, out, t0, t1, tables, C, is_min, omit):
             fold_row(src, buf, k == 0, OP_EXTREME, is_min, omit)
         fold_last_axis(buf, obuf, tables, C, OP_EXTREME, is_min, omit)
         if has_signed_zeros(z):
-            _first_zeros(x, p, obuf, tables, ov, jv, C)
+            # scanned here, so that the call (which passes the tables, with a reference count
+            # update per array) happens only for a row holding a zero
+            any_zero = False
+            for i in range(obuf.shape[0]):
+                any_zero |= obuf[i] == 0
+            if any_zero:
+                _first_zeros(x, p, obuf, tables, ov, jv, C)
         dst = out[p, t - p * ro_count]
         for i in range(obuf.shape[0]):
             store(dst, i, obuf[i])
