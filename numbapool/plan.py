@@ -7,7 +7,6 @@ on, the reducer and its arithmetic.  Backends only loop over what the plan says.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from math import prod
 from typing import NamedTuple
@@ -15,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _arith
-from .geometry import AxisWindows
+from .geometry import AxisWindows, memoised
 
 REDUCERS = ("max", "min", "sum")
 # Element transforms before summing, and what a window sum becomes (see _arith.py).
@@ -25,33 +24,52 @@ FINISHES = {"mean": _arith.F_MEAN, "root_sum": _arith.F_ROOT_SUM, "root_mean": _
 
 
 
+#: Columns of :attr:`WindowTables.axes`, one row per axis: input and output length, tap
+#: step, the uniform run ``[LO, HI)`` (``K`` taps from ``o*S + OFF``), where the axis's
+#: windows outside the run start in the edge tables, and the axis's stride in input rows of
+#: the canonical view (outer axes; 1 for the last axis).
+IN, OUT, STEP, LO, HI, K, S, OFF, BASE, ROWS = range(10)
+N_COLUMNS = 10
+#: Elements of a CPU task's row buffers.  Rows whose windows need more (long 1-D signals,
+#: very wide rows) are processed in blocks of columns, so that no call holds more scratch
+#: than this per thread, whatever the input length.
+ROW_BUFFER = 1 << 15
+
+
 class WindowTables(NamedTuple):
     """The window tables the kernels read, built from a plan's :class:`AxisWindows`.
 
-    ``o_*`` describe the outer spatial axes (every axis but the last, or one unit axis for
-    1-D pools), stacked into ``(n_outer, widest)`` tables: output ``i`` of outer axis ``a``
-    reads ``o_count[a, i]`` input rows from ``o_first[a, i]``, ``o_step[a]`` apart;
-    ``ishape``/``oshape`` are the outer axes' input and output sizes.  ``l_*`` describe the
-    last spatial axis the same way, one entry per output position.  ``o_div``/``l_div``
-    are the per-axis divisors of averaging pools.  ``l_uniform`` is
-    ``[lo, hi, k, s, off]``: outputs ``lo <= o < hi`` all read ``k`` taps from ``o*s + off``
-    (``lo == hi`` when there is no such run).
+    ``axes`` has one row per axis (columns :data:`IN` ... :data:`ROWS`): the outer spatial
+    axes first (every axis but the last, or one unit axis for 1-D pools), then the last
+    axis.  Output ``o`` of axis ``a`` reads ``count`` input positions from ``first``,
+    ``axes[a, STEP]`` apart: inside the run ``axes[a, LO] <= o < axes[a, HI]`` that is
+    ``axes[a, K]`` taps from ``o * axes[a, S] + axes[a, OFF]``, and otherwise the edge
+    entry ``e = axes[a, BASE] + (o if o < LO else o - HI + LO)`` of ``first``/``count``.
+    ``div`` is the per-axis divisor of an averaging pool for each edge entry (``K`` in the
+    run) and ``inv`` its reciprocal.  The tables hold the edge windows only, so they stay
+    small however long the axes are.
+
+    ``l_uniform`` is ``[lo, hi, k, s, off]``: the outputs of the last axis that the CPU
+    kernels fold with their tap-major uniform loops (the last axis's run; ``lo == hi`` sends
+    every window through the general loop).  ``buffer`` bounds a CPU task's row buffers
+    (:data:`ROW_BUFFER`).
     """
 
-    o_first: np.ndarray
-    o_count: np.ndarray
-    o_step: np.ndarray
-    o_div: np.ndarray
-    ishape: np.ndarray
-    oshape: np.ndarray
-    l_first: np.ndarray
-    l_count: np.ndarray
-    l_step: int
-    l_div: np.ndarray
+    axes: np.ndarray
+    first: np.ndarray
+    count: np.ndarray
+    div: np.ndarray
+    inv: np.ndarray
     l_uniform: np.ndarray
+    buffer: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in self if isinstance(v, np.ndarray))
 
 
-_UNIT_AXIS = AxisWindows(1, np.zeros(1, np.int64), np.ones(1, np.int64), 1, np.ones(1, np.int64))
+_UNIT_AXIS = AxisWindows(1, 1, 1, (0, 1, 1, 1, 0), np.zeros(0, np.int64),
+                         np.zeros(0, np.int64), np.zeros(0, np.int64), ("unit",))
 
 
 @dataclass(frozen=True)
@@ -125,58 +143,41 @@ class SpatialPlan:
 
     @property
     def tables(self) -> WindowTables:
-        """The kernels' window tables: stacked outer axes (at least one) and the last axis."""
-        return _tables(self.axes, self.divisor)
+        """The kernels' window tables: the outer axes (at least one) and the last axis."""
+        return _tables(tuple(a.key for a in self.axes), self.divisor, ROW_BUFFER,
+                       axes=self.axes)
 
 
-@functools.lru_cache(maxsize=256)
-def _tables(axes: tuple[AxisWindows, ...], divisor: str) -> WindowTables:
-    """Kernel tables of ``axes`` (memoised: the axes are memoised too, so hits are common)."""
-    outer = axes[:-1] or (_UNIT_AXIS,)
-    last = axes[-1]
-    width = max(a.out_size for a in outer)
-
-    def stack(attr, dtype):
-        t = np.zeros((len(outer), width), dtype)
-        for i, a in enumerate(outer):
-            t[i, : a.out_size] = getattr(a, attr)
-        return t
-
-    div_attr = "padded_count" if divisor == "padded" else "count"
+@memoised(max_entries=256, max_bytes=16 << 20, size=lambda t: t.nbytes, ignore=("axes",))
+def _tables(keys, divisor: str, buffer: int, *, axes) -> WindowTables:
+    """Kernel tables of ``axes``, memoised by geometry (``keys``, the axes' keys: equal keys
+    describe equal windows), within a bound on entries and bytes."""
+    all_axes = (axes[:-1] or (_UNIT_AXIS,)) + (axes[-1],)
+    rows = np.zeros((len(all_axes), N_COLUMNS), np.int64)
+    base = 0
+    stride = 1
+    for a in range(len(all_axes) - 1, -1, -1):
+        ax = all_axes[a]
+        lo, hi, k, s, off = ax.run
+        rows[a, [IN, OUT, STEP, LO, HI, K, S, OFF]] = (ax.in_size, ax.out_size, ax.step, lo,
+                                                       hi, k, s, off)
+        rows[a, ROWS] = stride
+        if a < len(all_axes) - 1:
+            stride *= ax.in_size
+    for a, ax in enumerate(all_axes):
+        rows[a, BASE] = base
+        base += ax.edge_count.size
+    padded = divisor == "padded"
+    first = np.concatenate([ax.edge_first for ax in all_axes])
+    count = np.concatenate([ax.edge_count for ax in all_axes])
+    div = np.concatenate([ax.edge_padded if padded else ax.edge_count
+                          for ax in all_axes]).astype(np.float64)
+    last = all_axes[-1]
     tables = WindowTables(
-        o_first=stack("first", np.int64),
-        o_count=stack("count", np.int64),
-        o_step=np.array([a.step for a in outer], np.int64),
-        o_div=stack(div_attr, np.float64),
-        ishape=np.array([a.in_size for a in outer], np.int64),
-        oshape=np.array([a.out_size for a in outer], np.int64),
-        l_first=last.first,
-        l_count=last.count,
-        l_step=int(last.step),
-        l_div=getattr(last, div_attr).astype(np.float64),
-        l_uniform=_uniform_run(last),
+        axes=rows, first=first, count=count, div=div, inv=1.0 / div,
+        l_uniform=np.array(last.run, np.int64), buffer=int(buffer),
     )
     for value in tables:
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
     return tables
-
-
-def _uniform_run(axis: AxisWindows) -> np.ndarray:
-    """``[lo, hi, k, s, off]``: outputs ``lo <= o < hi`` all read ``k`` taps from ``o*s + off``.
-
-    This is the interior of a sliding pool, where kernels can use tap-major loops; windows
-    outside it (borders, uneven adaptive windows) take the general path.  ``lo == hi`` when
-    there is no such run.
-    """
-    count, first = axis.count, axis.first
-    k = int(count.max())
-    full = np.flatnonzero(count == k)
-    lo, hi = int(full[0]), int(full[-1]) + 1
-    s = int(first[lo + 1] - first[lo]) if hi - lo >= 2 else 1
-    off = int(first[lo]) - lo * s
-    even = hi - lo == full.size and s >= 1 and np.array_equal(
-        first[lo:hi], off + s * np.arange(lo, hi, dtype=np.int64))
-    if not even:
-        lo = hi = 0
-    return np.array([lo, hi, k, s, off], np.int64)

@@ -433,7 +433,7 @@ def _wide(acc_dtype, axes):
     always sum in float64)."""
     taps = 1
     for a in axes:
-        taps *= int(a.count.max())
+        taps *= a.max_count
     return np.dtype(np.float64) if taps > 64 else acc_dtype
 
 

@@ -1,12 +1,18 @@
-"""Edge cases of the spatial pools: NaN policies, index ties, empty batches, high rank,
-unbatched input, ``out=``, float16 arithmetic, aliases and global-pool axes."""
+"""Edge cases of the spatial pools: window geometry (by hand, in closed form), NaN policies,
+index ties, empty batches, high rank, unbatched input, ``out=``, float16 arithmetic,
+aliases and global-pool axes."""
+
+import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import numbapool as nbp
 import reference
 from conftest import LAYOUTS, as_view, assert_matches, check_reference, make_values
+from numbapool import geometry
 
 NAN = np.nan
 
@@ -37,6 +43,106 @@ def test_same_padding_ceil_mode_and_divisors_by_hand():
     np.testing.assert_array_equal(nbp.adaptive_max_pool(five, (3,)), [1, 3, 4])
     np.testing.assert_array_equal(nbp.adaptive_max_pool(np.arange(2.0), (5,)),
                                   [0, 0, 1, 1, 1])
+
+
+# --------------------------------------------------------------------------- geometry in closed form
+
+
+@pytest.mark.parametrize("d", [10**8, 2**34, 2**59])
+def test_empty_window_of_a_huge_dilation_is_found_at_once(d):
+    """Taps p and p + d, 10 inputs: windows 0..4 reach [0, 10) through their second tap,
+    window 5 starts at 0 - d + 10 and holds nothing.  Decided without listing the d windows
+    (which once took seconds and gigabytes, or failed with MemoryError)."""
+    x = np.arange(10.0).reshape(1, 1, 10)
+    nbp.max_pool1d(x, 2)  # imports the backend outside the measurement
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"spatial dimension 0: output window 5 holds no "
+                                             r"input element .*dilation " + str(d)):
+            nbp.max_pool1d(x, 2, stride=1, padding=d - 5, dilation=d)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def _first_empty_brute(L, k, s, d, before, out_size):
+    for o in range(out_size):
+        p = o * s - before
+        if not any(0 <= p + j * d < L for j in range(k)):
+            return o
+    return None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(L=st.integers(1, 40), k=st.integers(1, 6), s=st.integers(1, 9), d=st.integers(1, 60),
+       before=st.integers(0, 400), out_size=st.integers(1, 80))
+def test_first_empty_window_small(L, k, s, d, before, out_size):
+    assert geometry.first_empty_window(L, k, s, d, before, out_size) == \
+        _first_empty_brute(L, k, s, d, before, out_size)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(L=st.integers(1, 10**6), k=st.integers(1, 4), s=st.integers(1, 10**12),
+       d=st.integers(1, 10**12), before=st.integers(0, 10**13), out_size=st.integers(1, 300))
+def test_first_empty_window_large(L, k, s, d, before, out_size):
+    """Big strides, dilations and paddings: the Euclid-style descent against brute force."""
+    assert geometry.first_empty_window(L, k, s, d, before, out_size) == \
+        _first_empty_brute(L, k, s, d, before, out_size)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(data=st.data(), m=st.integers(1, 300))
+def test_first_in_residue_range(data, m):
+    """The smallest x >= 0 with lo <= (a*x + c) mod m <= hi (the empty-window question)."""
+    a, c = data.draw(st.integers(0, 10**6)), data.draw(st.integers(-10**6, 10**6))
+    lo = data.draw(st.integers(0, m - 1))
+    hi = data.draw(st.integers(lo, m - 1))
+    if lo == 0 and hi == m - 1:
+        return  # the whole range: not a question _first_in is asked
+    brute = next((x for x in range(m) if lo <= (a * x + c) % m <= hi), None)
+    assert geometry._first_in(a, c, m, lo, hi) == brute
+
+
+@st.composite
+def _sliding_geometry(draw):
+    L, k, d = draw(st.integers(1, 30)), draw(st.integers(1, 6)), draw(st.integers(1, 12))
+    span = (k - 1) * d + 1
+    before, after = draw(st.integers(0, span + 2)), draw(st.integers(0, span + 2))
+    return L, k, draw(st.integers(1, 7)), d, before, after, draw(st.booleans())
+
+
+@settings(max_examples=1500, deadline=None)
+@given(geo=_sliding_geometry())
+def test_sliding_axis_against_the_reference(geo):
+    """Every window of the run-plus-edges description is the reference's window, and the
+    same geometries are refused."""
+    L, k, s, d, before, after, ceil_mode = geo
+    try:
+        want = reference.sliding_windows(L, k, s, d, before, after, ceil_mode)
+    except ValueError:
+        with pytest.raises(ValueError, match="spatial dimension"):
+            geometry.sliding_axis(L, k, s, d, before, after, ceil_mode)
+        return
+    axis = geometry.sliding_axis(L, k, s, d, before, after, ceil_mode)
+    first, count, padded = axis.arrays()
+    assert [w[0][0] for w in want] == first.tolist()
+    assert [len(w[0]) for w in want] == count.tolist()
+    assert [w[1] for w in want] == padded.tolist()
+    lo, hi, kk, ss, off = axis.run
+    assert axis.edge_first.size == axis.out_size - (hi - lo)  # only the edges are listed
+    assert all(count[lo:hi] == kk) and all(np.diff(first[lo:hi]) == ss)
+
+
+@settings(max_examples=500, deadline=None)
+@given(L=st.integers(1, 60), O=st.integers(1, 60))
+def test_adaptive_axis_against_the_reference(L, O):
+    axis = geometry.adaptive_axis(L, O)
+    first, count, padded = axis.arrays()
+    want = reference.adaptive_windows(L, O)
+    assert [w[0][0] for w in want] == first.tolist()
+    assert [len(w[0]) for w in want] == count.tolist() == padded.tolist()
+    assert (axis.edge_first.size == 0) == (L % O == 0)  # even: one uniform run
 
 
 # --------------------------------------------------------------------------- NaN

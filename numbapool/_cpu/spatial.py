@@ -58,7 +58,8 @@ def _run_kernels(plan, x, out, indices=None):
                   float(plan.power), float(plan.eps), FINISHES[plan.finish], plan.omit_nan,
                   float(plan.divisor_override))
         serial, parallel = kernels.sum_tasks, kernels.sum_parallel
-    n_tasks = out.shape[0] * out.shape[1]
+    # a task is an output row, or a part of a long one (see window_kernels.row_layout)
+    n_tasks = kernels.task_count(x.shape, out.shape, tables.buffer, plan.channels)
     if use_parallel(x.size, n_tasks):
         run_parallel(parallel, *arrays, chunks_for(n_tasks), *params)
     else:
@@ -69,5 +70,5 @@ def _is_plain_global_mean(plan):
     """A mean of whole channels-first planes (global or adaptive-to-1 average pooling)."""
     return (plan.reducer == "sum" and plan.transform == "identity" and plan.finish == "mean"
             and not plan.omit_nan and plan.channels == 1 and plan.divisor_override == 0.0
-            and all(a.out_size == 1 and a.count[0] == a.in_size == a.padded_count[0]
+            and all(a.out_size == 1 and a.window(0)[1:] == (a.in_size, a.in_size)
                     for a in plan.axes))

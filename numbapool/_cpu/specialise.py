@@ -9,8 +9,8 @@ compiles one loop per value.  This is every such constant:
 helper (module)                             constant arguments     values compiled
 ==========================================  =====================  =========================
 ``fold_row``, ``fold_windows``,             ``op``                 :data:`OPS`
-``fold_uniform``, ``fold_last_axis``
-(``window_kernels``)
+``fold_uniform``, ``fold_last_axis``,
+``fold_taps`` (``window_kernels``)
 ``fold_uniform`` (``window_kernels``)       ``k``, ``s``, ``d``    :data:`UNROLLED_WINDOWS`
                                                                    (others: a runtime loop)
 ``fold_indexed_uniform``                    ``k``, ``s``, ``d``    :data:`UNROLLED_INDEXED`

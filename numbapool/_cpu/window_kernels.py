@@ -7,7 +7,7 @@ Every spatial pool runs on a canonical view (see :class:`numbapool.plan.SpatialP
   (C == 1 for channels-first);
 * output ``out`` C-contiguous ``(P, Ro, Wo*C)``.
 
-A task is one output row ``(p, ro)`` and runs in two stages:
+A task is one output row ``(p, ro)`` (or one part of it, see below) and runs in two stages:
 
 A. the input rows of the outer window are reduced element-wise into a row buffer.  The
    inner loop runs over W*C contiguous elements with no data-dependent branches (NaN is
@@ -25,16 +25,24 @@ also blocks vectorisation).  The loops themselves are ``@overload(prefer_literal
 generators: the operation (extreme or sum) and the window shapes are compile-time
 constants baked into the loops they emit (:mod:`numbapool._cpu.specialise` lists them).
 
-Scratch is a few rows per chunk of tasks, never a full-size temporary.  The window tables
-come from :mod:`numbapool.geometry` via ``SpatialPlan.tables``, a
-:class:`~numbapool.plan.WindowTables` named ``tables`` in the kernels.
+Scratch is bounded: a row whose buffers would exceed ``tables.buffer`` elements (a long
+1-D signal, a very wide row) is split into parts of at most ``buffer // C`` outputs, each
+its own task, and a part is processed in blocks of outputs whose input columns fit the
+buffer (:func:`row_layout`, :func:`_next_block`); a single window wider than the buffer is
+folded a chunk of taps at a time, continuing the same accumulators, so the order of
+operations, and every result, is that of one pass.  Other rows take one block, the whole
+row.  The window tables come from :mod:`numbapool.geometry` via ``SpatialPlan.tables``, a
+:class:`~numbapool.plan.WindowTables` named ``tables`` in the kernels: a window is either
+in its axis's uniform run (closed form) or in the small edge tables (see :func:`_edge`).
 """
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from .. import _arith
+from ..plan import BASE, HI, K, LO, OFF, OUT, ROWS, STEP, S
 from .half import compute_zero, load, store
 from .specialise import (
     OP_EXTREME, OP_SUM, UNROLLED_INDEXED, UNROLLED_WINDOWS, constant_switch, literal,
@@ -44,68 +52,202 @@ from .specialise import (
 _take = njit(cache=True)(_arith.take)
 _take_indexed = njit(cache=True)(_arith.take_indexed)
 _transform = njit(cache=True)(_arith.transform)
-_finish = njit(cache=True)(_arith.finish)
+_finish_value = njit(cache=True)(_arith.finish)
+
+
+@intrinsic
+def _borrowed(typingctx, arr):
+    """``arr`` without its reference count: for an array a function receives, which its
+    caller holds until the function returns.
+
+    Every view of an array, and every array a helper receives, costs an atomic increment
+    and decrement of the array's reference count; for the arrays all threads share (the
+    input, the output, the window tables) those atomics bounce one cache line between the
+    cores, and even on a thread's own scratch, on short rows, they cost more than a task's
+    arithmetic.  So the task loops borrow every array they use, all received from the
+    kernels' entry points (the scratch too): with no meminfo, Numba's reference counting
+    of them and of their views is a null test.  Never for an array the same function
+    allocates.
+    """
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        view = context.make_array(signature.args[0])(context, builder, value=args[0])
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        view.parent = cgutils.get_null_value(view.parent.type)
+        return view._getvalue()
+
+    return arr(arr), codegen
+
+
+# --------------------------------------------------------------------------- window geometry
+# A task's bookkeeping must stay small next to a short row's arithmetic.  Calls of jitted
+# functions that take arrays are its dear part (each array travels as several scalars and
+# is reference counted on entry and exit), so per-task and per-window code reads the
+# tables itself, through the scalar helpers below, and calls only the loops, and only for
+# non-empty ranges.
+
+
+@njit(cache=True, inline="always")
+def _axis(axes, a):
+    """The scalars of axis ``a``: ``(lo, hi, k, s, off, base, step)`` (columns of
+    :class:`~numbapool.plan.WindowTables`)."""
+    return (axes[a, LO], axes[a, HI], axes[a, K], axes[a, S], axes[a, OFF], axes[a, BASE],
+            axes[a, STEP])
+
+
+@njit(cache=True, inline="always")
+def _edge(g, o):
+    """``-1`` when window ``o`` of axis ``g`` (see :func:`_axis`) is in the axis's run, where
+    it reads ``g[2]`` taps from ``o * g[3] + g[4]``; otherwise its index in the edge tables
+    (``tables.first``, ``tables.count``, ``tables.div``, ``tables.inv``)."""
+    lo, hi = g[0], g[1]
+    if o < lo:
+        return g[5] + o
+    if o >= hi:
+        return g[5] + o - hi + lo
+    return -1
 
 
 # --------------------------------------------------------------------------- task geometry
-# The small helpers below are inlined at Numba's level (``inline="always"``): as calls they
-# cost more per row than the row's arithmetic.
+
+
+def row_layout(buffer, W, Wo, C):
+    """``(whole, per, parts)`` for rows of W input and Wo output positions of C channels.
+
+    ``whole``: the row's input and output fit ``buffer`` elements, and a task takes the
+    whole row (``per == Wo``, one part).  Otherwise a row is ``parts`` tasks of ``per``
+    outputs each (the last one shorter), with buffers of ``per * C`` elements.
+    """
+    if W * C <= buffer and Wo * C <= buffer:
+        return True, Wo, 1
+    per = max(1, buffer // C)
+    return False, per, (Wo + per - 1) // per
+
+
+_row_layout = njit(cache=True, inline="always")(row_layout)
+
+
+def task_count(x_shape, out_shape, buffer, C):
+    """Number of tasks of a pool from canonical shape ``x_shape`` to ``out_shape``."""
+    parts = row_layout(buffer, x_shape[2] // C, out_shape[2] // C, C)[2]
+    return out_shape[0] * out_shape[1] * parts
 
 
 @njit(cache=True, inline="always")
-def _decode_task(t, ro_count, oshape, ov):
-    """Split task ``t`` into plane ``p`` (returned) and the outer output multi-index ``ov``."""
-    p = t // ro_count
-    rem = t - p * ro_count
-    for a in range(oshape.shape[0] - 1, -1, -1):
-        q = rem // oshape[a]
-        ov[a] = rem - q * oshape[a]
-        rem = q
-    return p
+def _task_count(x_shape, out_shape, buffer, C):
+    parts = _row_layout(buffer, x_shape[2] // C, out_shape[2] // C, C)[2]
+    return out_shape[0] * out_shape[1] * parts
 
 
 @njit(cache=True, inline="always")
-def _window_rows(o_count, ov):
-    """Number of input rows in the outer window of output multi-index ``ov``."""
+def _task(t, parts, ro_count):
+    """``(plane, output row, part)`` of task ``t`` (no division for rows of one part)."""
+    row, part = t, 0
+    if parts != 1:
+        row = t // parts
+        part = t - row * parts
+    p = row // ro_count
+    return p, row - p * ro_count, part
+
+
+@njit(cache=True)
+def _outer_windows(axes, first, count, ro, ow):
+    """Output row ``ro``'s position (``ow[0]``), window start (``ow[1]``) and tap count
+    (``ow[2]``) along each outer axis; returns the number of input rows of its window.
+
+    Kernels inline the case of one outer axis themselves (see the module's comment).
+    """
     n = 1
-    for a in range(ov.shape[0]):
-        n *= o_count[a, ov[a]]
+    q = ro
+    for a in range(ow.shape[1] - 1, -1, -1):
+        g = _axis(axes, a)
+        size = axes[a, OUT]
+        r = q // size
+        o = q - r * size
+        q = r
+        e = _edge(g, o)
+        if e < 0:
+            f, c = o * g[3] + g[4], g[2]
+        else:
+            f, c = first[e], count[e]
+        ow[0, a] = o
+        ow[1, a] = f
+        ow[2, a] = c
+        n *= c
     return n
 
 
-@njit(cache=True, inline="always")
-def _row_of(o_first, o_step, ishape, ov, jv):
-    """Flat input row of outer window tap ``jv`` (row-major over the outer axes)."""
+@njit(cache=True)
+def _outer_row(k, ow, axes):
+    """Flat input row of outer window tap ``k`` (row-major over the outer axes, so rows come
+    in increasing order); called with k = 0, 1, 2, ... in turn: ``ow[3]`` is the odometer."""
+    n = ow.shape[1]
+    if k == 0:
+        ow[3, :] = 0
+    else:
+        a = n - 1
+        while a >= 0:
+            ow[3, a] += 1
+            if ow[3, a] < ow[2, a]:
+                break
+            ow[3, a] = 0
+            a -= 1
     r = 0
-    for a in range(ov.shape[0]):
-        r = r * ishape[a] + o_first[a, ov[a]] + jv[a] * o_step[a]
+    for a in range(n):
+        r += (ow[1, a] + ow[3, a] * axes[a, STEP]) * axes[a, ROWS]
     return r
 
 
-@njit(cache=True, inline="always")
-def _advance(jv, o_count, ov):
-    """Step the odometer ``jv`` to the next outer tap, last axis fastest (row-major order)."""
-    a = jv.shape[0] - 1
-    while a >= 0:
-        jv[a] += 1
-        if jv[a] < o_count[a, ov[a]]:
-            return
-        jv[a] = 0
-        a -= 1
+@njit(cache=True)
+def _window(g, first, count, o):
+    """``(first, count)`` of window ``o`` of axis ``g``, for code off the hot paths."""
+    e = _edge(g, o)
+    if e < 0:
+        return o * g[3] + g[4], g[2]
+    return first[e], count[e]
 
 
-@njit(cache=True, inline="always")
-def _window_row(k, jv, o_first, o_step, o_count, ishape, ov):
-    """Flat input row of outer window tap ``k``; called with k = 0, 1, 2, ... in turn.
+@njit(cache=True)
+def _next_block(axes, first, count, w0, j0, end, cols):
+    """The next block of last-axis outputs, from ``w0``, that ``cols`` buffer columns hold.
 
-    One outer axis (2-D and 1-D pools) needs no odometer: its rows are evenly spaced, and
-    the direct form is markedly faster on short rows.
+    Returns ``(w1, c0, c1, j1)``: outputs ``[w0, w1)`` (``w1 <= end``) read input columns
+    ``[c0, c1)``.  ``j1 == 0`` for whole windows; otherwise window ``w0`` alone is wider
+    than the buffer and the block is its taps ``[j0, j1)``.
     """
-    if ov.shape[0] == 1:
-        return o_first[0, ov[0]] + k * o_step[0]
-    if k:
-        _advance(jv, o_count, ov)
-    return _row_of(o_first, o_step, ishape, ov, jv)
+    g = _axis(axes, axes.shape[0] - 1)
+    lo, hi, k, s, off, d = g[0], g[1], g[2], g[3], g[4], g[6]
+    f, n = _window(g, first, count, w0)
+    if j0 > 0 or (n - 1) * d + 1 > cols:
+        j1 = min(n, j0 + (cols - 1) // d + 1)
+        return w0 + 1, f + j0 * d, f + (j1 - 1) * d + 1, j1
+    span = (k - 1) * d + 1
+    c0 = f
+    c1 = f + (n - 1) * d + 1
+    w1 = w0 + 1
+    while w1 < end:
+        if lo <= w1 < hi:
+            # run windows start at w*s + off and grow to the right: take all that fit at once
+            n0 = min(c0, w1 * s + off)
+            room = n0 + cols - off - span  # run windows with w*s <= room fit
+            if c1 - n0 > cols or room < w1 * s:
+                break
+            w_end = min(hi, end, room // s + 1)
+            c0 = n0
+            c1 = max(c1, (w_end - 1) * s + off + span)
+            w1 = w_end
+        else:
+            f, n = _window(g, first, count, w1)
+            n0 = min(c0, f)
+            n1 = max(c1, f + (n - 1) * d + 1)
+            if n1 - n0 > cols:
+                break
+            c0 = n0
+            c1 = n1
+            w1 += 1
+    return w1, c0, c1, 0
 
 
 # --------------------------------------------------------------------------- max / min
@@ -137,26 +279,60 @@ def _ol_fold_row(src, buf, first, op, is_min, omit):
     return impl
 
 
-def fold_windows(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min, omit):
-    """Stage B for output positions ``[w0, w1)`` of any window shape (vectorised over C)."""
+def fold_windows(buf, obuf, v0, v1, w0, c0, axes, first, count, C, op, is_min, omit):
+    """Stage B for last-axis outputs ``[v0, v1)`` of any window shape (vectorised over C).
+
+    ``obuf`` holds outputs from ``w0`` on, ``buf`` input columns from ``c0`` on.
+    """
 
 
 @overload(fold_windows, prefer_literal=True)
-def _ol_fold_windows(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min, omit):
+def _ol_fold_windows(buf, obuf, v0, v1, w0, c0, axes, first, count, C, op, is_min, omit):
     combine = _combiner(literal(op, "op"))
 
-    def impl(buf, obuf, w0, w1, l_first, l_count, l_step, C, op, is_min, omit):
+    def impl(buf, obuf, v0, v1, w0, c0, axes, first, count, C, op, is_min, omit):
+        g = _axis(axes, axes.shape[0] - 1)
+        d = g[6]
         # zero-based loops over views: LLVM then knows every index is non-negative and drops
         # Numba's negative-index wraparound, which otherwise blocks vectorisation
-        for wo in range(w0, w1):
-            dst = obuf[wo * C:(wo + 1) * C]
-            src = buf[l_first[wo] * C:]
+        for wo in range(v0, v1):
+            e = _edge(g, wo)
+            if e < 0:
+                f, n = wo * g[3] + g[4], g[2]
+            else:
+                f, n = first[e], count[e]
+            dst = obuf[(wo - w0) * C:(wo - w0 + 1) * C]
+            src = buf[(f - c0) * C:]
             for c in range(C):
                 dst[c] = src[c]
-            for j in range(1, l_count[wo]):
-                tap = src[j * l_step * C:]
+            for j in range(1, n):
+                tap = src[j * d * C:]
                 for c in range(C):
                     dst[c] = combine(dst[c], tap[c], is_min, omit)
+
+    return impl
+
+
+def fold_taps(buf, obuf, j0, j1, d, C, op, is_min, omit):
+    """Stage B for taps ``[j0, j1)`` of one window, tap ``j0`` in ``buf``'s first column:
+    ``obuf[:C]`` starts from the window's first tap (``j0 == 0``) or goes on from where the
+    previous chunk of taps left it."""
+
+
+@overload(fold_taps, prefer_literal=True)
+def _ol_fold_taps(buf, obuf, j0, j1, d, C, op, is_min, omit):
+    combine = _combiner(literal(op, "op"))
+
+    def impl(buf, obuf, j0, j1, d, C, op, is_min, omit):
+        start = 0
+        if j0 == 0:
+            for c in range(C):
+                obuf[c] = buf[c]
+            start = 1
+        for j in range(start, j1 - j0):
+            tap = buf[j * d * C:]
+            for c in range(C):
+                obuf[c] = combine(obuf[c], tap[c], is_min, omit)
 
     return impl
 
@@ -220,43 +396,70 @@ _fold_uniform_switch = constant_switch(
     fold_uniform, _WINDOW_PARAMS + ("op", "is_min", "omit"), ("k", "s", "d"), UNROLLED_WINDOWS)
 
 
-def fold_last_axis(buf, obuf, tables, C, op, is_min, omit):
-    """Stage B: reduce the last axis of ``buf`` into ``obuf``."""
+@njit(cache=True, inline="always")
+def _uniform_part(uni, C, w0, w1):
+    """``(lo, hi)``: the outputs of ``[w0, w1)`` that stage B folds with its uniform loops
+    (channels-first rows only); ``lo == hi == w1`` when there are none."""
+    lo, hi = max(uni[0], w0), min(uni[1], w1)
+    if C != 1 or hi <= lo:
+        return w1, w1
+    return lo, hi
 
 
-@overload(fold_last_axis, prefer_literal=True)
-def _ol_fold_last_axis(buf, obuf, tables, C, op, is_min, omit):
+def fold_last_axis(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is_min, omit):
+    """Stage B: reduce last-axis outputs ``[w0, w1)`` into ``obuf`` (which starts at ``w0``)
+    from ``buf`` (which starts at input column ``c0``); ``uni`` is ``tables.l_uniform``.
+
+    Inlined where it is called, and it calls the loops only for non-empty ranges: a call
+    that passes arrays costs about as much as a short row's stage B.
+    """
+
+
+@overload(fold_last_axis, prefer_literal=True, inline="always")
+def _ol_fold_last_axis(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is_min, omit):
     OP = literal(op, "op")
 
-    def impl(buf, obuf, tables, C, op, is_min, omit):
-        l_first, l_count, l_step = tables.l_first, tables.l_count, tables.l_step
-        uni = tables.l_uniform
-        Wo = l_first.shape[0]
-        lo, hi, k, s, off = uni[0], uni[1], uni[2], uni[3], uni[4]
-        if C != 1 or hi <= lo:
-            fold_windows(buf, obuf, 0, Wo, l_first, l_count, l_step, C, OP, is_min, omit)
-            return
-        fold_windows(buf, obuf, 0, lo, l_first, l_count, l_step, C, OP, is_min, omit)
-        fold_windows(buf, obuf, hi, Wo, l_first, l_count, l_step, C, OP, is_min, omit)
-        _fold_uniform_switch(buf, obuf, lo, hi, k, s, l_step, off, OP, is_min, omit)
+    def impl(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is_min, omit):
+        lo, hi = _uniform_part(uni, C, w0, w1)
+        if lo > w0:
+            fold_windows(buf, obuf, w0, lo, w0, c0, axes, first, count, C, OP, is_min, omit)
+        if w1 > hi:
+            fold_windows(buf, obuf, hi, w1, w0, c0, axes, first, count, C, OP, is_min, omit)
+        if hi > lo:
+            # relative to the buffers: output o - w0 reads column o*s + off - c0
+            s = uni[3]
+            _fold_uniform_switch(buf, obuf, lo - w0, hi - w0, uni[2], s, axes[-1, STEP],
+                                 uni[4] + w0 * s - c0, OP, is_min, omit)
 
     return impl
 
 
-def has_signed_zeros(z):
-    """Whether values of ``z``'s type have two zeros (floats), as a compile-time constant."""
+@njit(cache=True, inline="always")
+def _rows_extreme(x, p, buf, e0, r0, n_rows, ow, axes, is_min, omit):
+    """Stage A of max/min: the outer window's rows, elements ``[e0, e0 + len(buf))``; rows
+    ``r0 + k * step`` along a single outer axis, else those of :func:`_outer_row`."""
+    n_outer = ow.shape[1]
+    step = axes[0, STEP]
+    for k in range(n_rows):
+        r = r0 + k * step if n_outer == 1 else _outer_row(k, ow, axes)
+        fold_row(x[p, r, e0:], buf, k == 0, OP_EXTREME, is_min, omit)
+
+
+def has_signed_zeros(a):
+    """Whether the values of array ``a`` have two zeros (floats), as a compile-time
+    constant."""
 
 
 @overload(has_signed_zeros)
-def _ol_has_signed_zeros(z):
-    value = isinstance(z, types.Float)
-    return lambda z: value
+def _ol_has_signed_zeros(a):
+    value = isinstance(a.dtype, types.Float)
+    return lambda a: value
 
 
 @njit(cache=True)
-def _first_zeros(x, p, obuf, tables, ov, jv, C):
-    """Give each zero of ``obuf`` (an output row) the first zero of its window in row-major
-    window order.
+def _first_zeros(x, p, obuf, w0, w1, C, r0, n_rows, ow, axes, first, count):
+    """Give each zero of ``obuf`` (last-axis outputs ``[w0, w1)`` of one output row) the first
+    zero of its window in row-major window order (rows as in :func:`_rows_extreme`).
 
     Stage A then stage B meet a window's elements column by column, so among equal values
     they keep the first of the first column, not the first in row-major order.  Only zeros,
@@ -265,85 +468,129 @@ def _first_zeros(x, p, obuf, tables, ov, jv, C):
     "propagate" no NaN, so the first element equal to zero is the window's winner.  Zero
     results are rare enough that walking their windows again costs little.
     """
-    l_first, l_count, l_step = tables.l_first, tables.l_count, tables.l_step
-    for i in range(obuf.shape[0]):
+    g = _axis(axes, axes.shape[0] - 1)
+    d = g[6]
+    n_outer = ow.shape[1]
+    step = axes[0, STEP]
+    for i in range((w1 - w0) * C):
         if obuf[i] != 0:
             continue
-        wo = i // C
-        c = i - wo * C
-        jv[:] = 0
-        for k in range(_window_rows(tables.o_count, ov)):
-            r = _window_row(k, jv, tables.o_first, tables.o_step, tables.o_count,
-                            tables.ishape, ov)
-            row = x[p, r]
-            first = -1
-            for j in range(l_count[wo]):
-                if load(row, (l_first[wo] + j * l_step) * C + c) == 0:
-                    first = (l_first[wo] + j * l_step) * C + c
+        w = i // C
+        c = i - w * C
+        f, n = _window(g, first, count, w0 + w)
+        for k in range(n_rows):
+            row = x[p, r0 + k * step if n_outer == 1 else _outer_row(k, ow, axes)]
+            found = -1
+            for j in range(n):
+                e = (f + j * d) * C + c
+                if load(row, e) == 0:
+                    found = e
                     break
-            if first >= 0:
-                obuf[i] = load(row, first)
+            if found >= 0:
+                obuf[i] = load(row, found)
                 break
 
 
 @njit(cache=True)
 def extreme_tasks(x, out, t0, t1, tables, C, is_min, omit):
     """Max (or min) pooling of tasks ``[t0, t1)``; values only."""
-    o_first, o_count, o_step = tables.o_first, tables.o_count, tables.o_step
-    ishape, oshape = tables.ishape, tables.oshape
-    ro_count = out.shape[1]
+    W, Wo = x.shape[2] // C, out.shape[2] // C
+    whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
     z = compute_zero(x)
-    buf = np.full(x.shape[2], z)
-    obuf = np.full(out.shape[2], z)
-    ov = np.zeros(oshape.shape[0], np.int64)
-    jv = np.zeros(oshape.shape[0], np.int64)
+    # the scratch lives here, so that the task loop can borrow every array it uses
+    _extreme_tasks(x, out, t0, t1, tables.axes, tables.first, tables.count, tables.l_uniform,
+                   tables.buffer, C, is_min, omit, np.full(W * C if whole else per * C, z),
+                   np.full(per * C, z), np.zeros((4, tables.axes.shape[0] - 1), np.int64))
+
+
+@njit(cache=True)
+def _extreme_tasks(x, out, t0, t1, axes, first, count, uni, buffer, C, is_min, omit, buf, obuf,
+                   ow):
+    x, out, buf, obuf, ow = _borrowed(x), _borrowed(out), _borrowed(buf), _borrowed(obuf), \
+        _borrowed(ow)
+    axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
+        _borrowed(uni)
+    n_outer = axes.shape[0] - 1
+    g0 = _axis(axes, 0)
+    W = x.shape[2] // C
+    Wo = out.shape[2] // C
+    whole, per, parts = _row_layout(buffer, W, Wo, C)
+    ro_count = out.shape[1]
+    d = axes[n_outer, STEP]
     for t in range(t0, t1):
-        p = _decode_task(t, ro_count, oshape, ov)
-        jv[:] = 0
-        for k in range(_window_rows(o_count, ov)):
-            src = x[p, _window_row(k, jv, o_first, o_step, o_count, ishape, ov)]
-            fold_row(src, buf, k == 0, OP_EXTREME, is_min, omit)
-        fold_last_axis(buf, obuf, tables, C, OP_EXTREME, is_min, omit)
-        if has_signed_zeros(z):
-            # scanned here, so that the call (which passes the tables, with a reference count
-            # update per array) happens only for a row holding a zero
-            any_zero = False
-            for i in range(obuf.shape[0]):
-                any_zero |= obuf[i] == 0
-            if any_zero:
-                _first_zeros(x, p, obuf, tables, ov, jv, C)
-        dst = out[p, t - p * ro_count]
-        for i in range(obuf.shape[0]):
-            store(dst, i, obuf[i])
+        p, ro, part = _task(t, parts, ro_count)
+        r0 = 0
+        if n_outer == 1:
+            e = _edge(g0, ro)
+            if e < 0:
+                r0, n_rows = ro * g0[3] + g0[4], g0[2]
+            else:
+                r0, n_rows = first[e], count[e]
+        else:
+            n_rows = _outer_windows(axes, first, count, ro, ow)
+        dst = out[p, ro]
+        w0 = part * per
+        end = min(Wo, w0 + per)
+        j0 = 0
+        while w0 < end:  # one block (the whole row), unless the row is long
+            if whole:
+                w1, c0, c1, j1 = Wo, 0, W, 0
+            else:
+                w1, c0, c1, j1 = _next_block(axes, first, count, w0, j0, end, per)
+            block = buf[:(c1 - c0) * C]
+            _rows_extreme(x, p, block, c0 * C, r0, n_rows, ow, axes, is_min, omit)
+            if j1 == 0:
+                fold_last_axis(block, obuf, axes, first, count, uni, C, w0, w1, c0, OP_EXTREME,
+                               is_min, omit)
+            else:
+                fold_taps(block, obuf, j0, j1, d, C, OP_EXTREME, is_min, omit)
+                if j1 < _window(_axis(axes, n_outer), first, count, w0)[1]:
+                    j0 = j1
+                    continue
+                j0 = 0
+            vals = dst[w0 * C:w1 * C]
+            if has_signed_zeros(obuf):
+                # scanned here, so that the call happens only for a block holding a zero
+                any_zero = False
+                for i in range(vals.shape[0]):
+                    any_zero |= obuf[i] == 0
+                if any_zero:
+                    _first_zeros(x, p, obuf, w0, w1, C, r0, n_rows, ow, axes, first, count)
+            for i in range(vals.shape[0]):
+                store(vals, i, obuf[i])
+            w0 = w1
 
 
 @njit(parallel=True, cache=True)
 def extreme_parallel(x, out, n_chunks, tables, C, is_min, omit):
-    n_tasks = x.shape[0] * out.shape[1]
+    n_tasks = _task_count(x.shape, out.shape, tables.buffer, C)
     for k in prange(n_chunks):
         extreme_tasks(x, out, k * n_tasks // n_chunks, (k + 1) * n_tasks // n_chunks,
                       tables, C, is_min, omit)
 
 
-def fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_min, omit):
+def fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, is_min, omit):
     """Indexed stage B for channels-first uniform windows (see :func:`fold_uniform`).
 
-    ``ibuf`` holds the input row of each buffered winner; the flat index of a candidate is
-    ``row * W + column``.  Constant ``k``, ``s``, ``d`` (:data:`UNROLLED_INDEXED`, through
-    :data:`_fold_indexed_switch`) unroll the taps, as in fold_uniform.
+    ``ibuf`` holds the input row of each buffered winner and ``buf`` starts at input column
+    ``c0``; the flat index of a candidate is ``row * W + column``.  Constant ``k``, ``s``,
+    ``d`` (:data:`UNROLLED_INDEXED`, through :data:`_fold_indexed_switch`) unroll the taps,
+    as in fold_uniform.
     """
 
 
 @overload(fold_indexed_uniform, prefer_literal=True)
-def _ol_fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_min, omit):
+def _ol_fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, is_min,
+                             omit):
     shape = [literal_or_none(a) for a in (k, s, d)]
     taps, step, dil = shape if None not in shape else (None, None, None)
 
-    def impl(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_min, omit):
+    def impl(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, is_min, omit):
         kk = k if taps is None else taps
         ss = s if step is None else step
         dd = d if dil is None else dil
-        col0 = lo * ss + off
+        col0 = lo * ss + off  # in the buffer
+        base = c0 + col0  # in the input row
         src = buf[col0:]
         isrc = ibuf[col0:]
         vals = dst[lo:hi]
@@ -351,10 +598,10 @@ def _ol_fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_m
         for i in range(hi - lo):
             b = i * ss
             m = src[b]
-            mi = isrc[b] * W + col0 + b
+            mi = isrc[b] * W + base + b
             for j in range(1, kk):
                 v = src[b + j * dd]
-                vi = isrc[b + j * dd] * W + col0 + b + j * dd
+                vi = isrc[b + j * dd] * W + base + b + j * dd
                 take = _take_indexed(m, mi, v, vi, is_min, omit)
                 m = v if take else m
                 mi = vi if take else mi
@@ -367,7 +614,108 @@ def _ol_fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, is_m
 #: fold_indexed_uniform with constant taps for the shapes of :data:`UNROLLED_INDEXED`.
 _fold_indexed_switch = constant_switch(
     fold_indexed_uniform, ("buf", "ibuf", "dst", "dsti", "lo", "hi", "k", "s", "d", "off", "W",
-                           "is_min", "omit"), ("k", "s", "d"), UNROLLED_INDEXED)
+                           "c0", "is_min", "omit"), ("k", "s", "d"), UNROLLED_INDEXED)
+
+
+@njit(cache=True, inline="always")
+def _rows_indexed(x, p, buf, ibuf, e0, r0, n_rows, ow, axes, is_min, omit):
+    """Stage A of indexed max/min over elements ``[e0, e0 + len(buf))`` (rows as in
+    :func:`_rows_extreme`): the winner of each element and its input row."""
+    n_outer = ow.shape[1]
+    step = axes[0, STEP]
+    n = buf.shape[0]
+    for kr in range(n_rows):
+        r = r0 + kr * step if n_outer == 1 else _outer_row(kr, ow, axes)
+        src = x[p, r, e0:]
+        if kr == 0:
+            for e in range(n):
+                buf[e] = load(src, e)
+                ibuf[e] = r
+        else:
+            for e in range(n):
+                v = load(src, e)
+                m = buf[e]
+                # a NaN never displaces an earlier NaN: the first NaN's index is kept
+                take = _take(m, v, is_min, omit) & ((m == m) | (v == v))
+                buf[e] = v if take else buf[e]
+                ibuf[e] = r if take else ibuf[e]
+
+
+@njit(cache=True)
+def _indexed_windows(buf, ibuf, dst, dsti, v0, v1, c0, acc, iacc, axes, first, count, W, C,
+                     is_min, omit):
+    """Indexed stage B of last-axis outputs ``[v0, v1)`` of any window shape, into the output
+    row; ``buf`` starts at input column ``c0``."""
+    g = _axis(axes, axes.shape[0] - 1)
+    d = g[6]
+    for wo in range(v0, v1):
+        e = _edge(g, wo)
+        if e < 0:
+            col0, n = wo * g[3] + g[4], g[2]
+        else:
+            col0, n = first[e], count[e]
+        src_v = buf[(col0 - c0) * C:]
+        src_i = ibuf[(col0 - c0) * C:]
+        for c in range(C):
+            acc[c] = src_v[c]
+            iacc[c] = src_i[c] * W + col0
+        for j in range(1, n):
+            col = col0 + j * d
+            tap_v = src_v[j * d * C:]
+            tap_i = src_i[j * d * C:]
+            for c in range(C):
+                v = tap_v[c]
+                vi = tap_i[c] * W + col
+                take = _take_indexed(acc[c], iacc[c], v, vi, is_min, omit)
+                acc[c] = v if take else acc[c]
+                iacc[c] = vi if take else iacc[c]
+        vals = dst[wo * C:]
+        inds = dsti[wo * C:]
+        for c in range(C):
+            store(vals, c, acc[c])
+            inds[c] = iacc[c]
+
+
+@njit(cache=True)
+def _taps_indexed(buf, ibuf, acc, iacc, col, j0, j1, d, W, C, is_min, omit):
+    """Indexed stage B of taps ``[j0, j1)`` of one window wider than the buffer, into
+    ``acc``/``iacc`` (started at ``j0 == 0``); tap ``j0`` is ``buf``'s first column, input
+    column ``col``."""
+    start = 0
+    if j0 == 0:
+        for c in range(C):
+            acc[c] = buf[c]
+            iacc[c] = ibuf[c] * W + col
+        start = 1
+    for j in range(start, j1 - j0):
+        tap_v = buf[j * d * C:]
+        tap_i = ibuf[j * d * C:]
+        cj = col + j * d
+        for c in range(C):
+            v = tap_v[c]
+            vi = tap_i[c] * W + cj
+            take = _take_indexed(acc[c], iacc[c], v, vi, is_min, omit)
+            acc[c] = v if take else acc[c]
+            iacc[c] = vi if take else iacc[c]
+
+
+@njit(cache=True)
+def _last_axis_indexed(buf, ibuf, dst, dsti, w0, w1, c0, acc, iacc, axes, first, count, uni,
+                       W, C, is_min, omit):
+    """Indexed stage B of outputs ``[w0, w1)`` (written straight into the output row)."""
+    d = axes[axes.shape[0] - 1, STEP]
+    lo, hi, k, s, off = max(uni[0], w0), min(uni[1], w1), uni[2], uni[3], uni[4]
+    if C != 1 or hi <= lo:
+        lo = hi = w1
+    else:
+        _fold_indexed_switch(buf, ibuf, dst, dsti, lo, hi, k, s, d, off - c0, W, c0, is_min,
+                             omit)
+    if lo > w0:  # (no call for an empty range)
+        _indexed_windows(buf, ibuf, dst, dsti, w0, lo, c0, acc, iacc, axes, first, count, W, C,
+                         is_min, omit)
+    if w1 > hi:
+        _indexed_windows(buf, ibuf, dst, dsti, hi, w1, c0, acc, iacc, axes, first, count, W, C,
+                         is_min, omit)
 
 
 @njit(cache=True)
@@ -379,77 +727,77 @@ def extreme_indexed_tasks(x, out, idx, t0, t1, tables, C, is_min, omit):
     candidates from different columns (and rows), where the smaller flat index must win
     ties explicitly.
     """
-    o_first, o_count, o_step = tables.o_first, tables.o_count, tables.o_step
-    ishape, oshape = tables.ishape, tables.oshape
-    l_first, l_count, l_step = tables.l_first, tables.l_count, tables.l_step
-    uni = tables.l_uniform
-    WC = x.shape[2]
-    W = WC // C
-    Wo = l_first.shape[0]
-    ro_count = out.shape[1]
+    W, Wo = x.shape[2] // C, out.shape[2] // C
+    whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
     z = compute_zero(x)
-    buf = np.full(WC, z)
-    ibuf = np.zeros(WC, np.int64)
-    acc = np.full(C, z)
-    iacc = np.zeros(C, np.int64)
-    ov = np.zeros(oshape.shape[0], np.int64)
-    jv = np.zeros(oshape.shape[0], np.int64)
-    lo, hi, k, s, off = uni[0], uni[1], uni[2], uni[3], uni[4]
-    if C != 1:
-        lo = hi = 0
+    n_buf = W * C if whole else per * C
+    # the scratch lives here, so that the task loop can borrow every array it uses
+    _extreme_indexed_tasks(x, out, idx, t0, t1, tables.axes, tables.first, tables.count,
+                           tables.l_uniform, tables.buffer, C, is_min, omit, np.full(n_buf, z),
+                           np.zeros(n_buf, np.int64), np.full(C, z), np.zeros(C, np.int64),
+                           np.zeros((4, tables.axes.shape[0] - 1), np.int64))
+
+
+@njit(cache=True)
+def _extreme_indexed_tasks(x, out, idx, t0, t1, axes, first, count, uni, buffer, C, is_min,
+                           omit, buf, ibuf, acc, iacc, ow):
+    x, out, idx = _borrowed(x), _borrowed(out), _borrowed(idx)
+    buf, ibuf, acc, iacc, ow = _borrowed(buf), _borrowed(ibuf), _borrowed(acc), \
+        _borrowed(iacc), _borrowed(ow)
+    axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
+        _borrowed(uni)
+    n_outer = axes.shape[0] - 1
+    g0 = _axis(axes, 0)
+    W = x.shape[2] // C
+    Wo = out.shape[2] // C
+    whole, per, parts = _row_layout(buffer, W, Wo, C)
+    ro_count = out.shape[1]
+    d = axes[n_outer, STEP]
     for t in range(t0, t1):
-        p = _decode_task(t, ro_count, oshape, ov)
-        jv[:] = 0
-        for kr in range(_window_rows(o_count, ov)):
-            r = _window_row(kr, jv, o_first, o_step, o_count, ishape, ov)
-            src = x[p, r]
-            if kr == 0:
-                for e in range(WC):
-                    buf[e] = load(src, e)
-                    ibuf[e] = r
+        p, ro, part = _task(t, parts, ro_count)
+        r0 = 0
+        if n_outer == 1:
+            e = _edge(g0, ro)
+            if e < 0:
+                r0, n_rows = ro * g0[3] + g0[4], g0[2]
             else:
-                for e in range(WC):
-                    v = load(src, e)
-                    m = buf[e]
-                    # a NaN never displaces an earlier NaN: the first NaN's index is kept
-                    take = _take(m, v, is_min, omit) & ((m == m) | (v == v))
-                    buf[e] = v if take else buf[e]
-                    ibuf[e] = r if take else ibuf[e]
-        ro = t - p * ro_count
+                r0, n_rows = first[e], count[e]
+        else:
+            n_rows = _outer_windows(axes, first, count, ro, ow)
         dst = out[p, ro]
         dsti = idx[p, ro]
-        if hi > lo:
-            _fold_indexed_switch(buf, ibuf, dst, dsti, lo, hi, k, s, l_step, off, W, is_min,
-                                 omit)
-        for wo in range(Wo):
-            if lo <= wo < hi:
+        w0 = part * per
+        end = min(Wo, w0 + per)
+        j0 = 0
+        while w0 < end:  # one block (the whole row), unless the row is long
+            if whole:
+                w1, c0, c1, j1 = Wo, 0, W, 0
+            else:
+                w1, c0, c1, j1 = _next_block(axes, first, count, w0, j0, end, per)
+            n = (c1 - c0) * C
+            block, iblock = buf[:n], ibuf[:n]
+            _rows_indexed(x, p, block, iblock, c0 * C, r0, n_rows, ow, axes, is_min, omit)
+            if j1 == 0:
+                _last_axis_indexed(block, iblock, dst, dsti, w0, w1, c0, acc, iacc, axes, first,
+                                   count, uni, W, C, is_min, omit)
+                w0 = w1
                 continue
-            col0 = l_first[wo]
-            src_v = buf[col0 * C:]
-            src_i = ibuf[col0 * C:]
-            for c in range(C):
-                acc[c] = src_v[c]
-                iacc[c] = src_i[c] * W + col0
-            for j in range(1, l_count[wo]):
-                col = col0 + j * l_step
-                tap_v = src_v[j * l_step * C:]
-                tap_i = src_i[j * l_step * C:]
-                for c in range(C):
-                    v = tap_v[c]
-                    vi = tap_i[c] * W + col
-                    take = _take_indexed(acc[c], iacc[c], v, vi, is_min, omit)
-                    acc[c] = v if take else acc[c]
-                    iacc[c] = vi if take else iacc[c]
-            vals = dst[wo * C:]
-            inds = dsti[wo * C:]
+            _taps_indexed(block, iblock, acc, iacc, c0, j0, j1, d, W, C, is_min, omit)
+            if j1 < _window(_axis(axes, n_outer), first, count, w0)[1]:
+                j0 = j1
+                continue
+            vals = dst[w0 * C:]
+            inds = dsti[w0 * C:]
             for c in range(C):
                 store(vals, c, acc[c])
                 inds[c] = iacc[c]
+            j0 = 0
+            w0 = w1
 
 
 @njit(parallel=True, cache=True)
 def extreme_indexed_parallel(x, out, idx, n_chunks, tables, C, is_min, omit):
-    n_tasks = x.shape[0] * out.shape[1]
+    n_tasks = _task_count(x.shape, out.shape, tables.buffer, C)
     for k in prange(n_chunks):
         extreme_indexed_tasks(x, out, idx, k * n_tasks // n_chunks,
                               (k + 1) * n_tasks // n_chunks, tables, C, is_min, omit)
@@ -459,30 +807,28 @@ def extreme_indexed_parallel(x, out, idx, n_chunks, tables, C, is_min, omit):
 
 
 @njit(cache=True, inline="always")
-def _rows_sum(x, p, buf, nbuf, tables, ov, jv, acc_zero, transform, power, eps, omit):
-    """Stage A: element-wise sum (of transformed values) of the outer window's rows.
+def _rows_sum(x, p, buf, nbuf, e0, r0, n_rows, ow, axes, acc_zero, transform, power, eps,
+              omit):
+    """Stage A: element-wise sum (of transformed values) of the outer window's rows, over
+    elements ``[e0, e0 + len(buf))`` (rows as in :func:`_rows_extreme`).
 
     Under ``omit`` NaNs add nothing and are counted in ``nbuf``.
     """
-    o_first, o_count, o_step = tables.o_first, tables.o_count, tables.o_step
-    ishape = tables.ishape
-    jv[:] = 0
+    n_outer = ow.shape[1]
+    step = axes[0, STEP]
     plain = transform == _arith.T_IDENTITY and not omit
     if not plain:
         buf[:] = acc_zero
         nbuf[:] = 0
-    n_rows = _window_rows(o_count, ov)
-    if plain and n_rows == 3 and ov.shape[0] == 1:
+    if plain and n_rows == 3 and n_outer == 1:
         # the 3-row windows of 3x3 pools in one pass: 3 loads and a store per element,
         # where a pass per row makes 5 loads and 3 stores
-        r0 = o_first[0, ov[0]]
-        s = o_step[0]
-        a, b, c = x[p, r0], x[p, r0 + s], x[p, r0 + 2 * s]
+        a, b, c = x[p, r0, e0:], x[p, r0 + step, e0:], x[p, r0 + 2 * step, e0:]
         for e in range(buf.shape[0]):
             buf[e] = (acc_zero + load(a, e)) + load(b, e) + load(c, e)
         return
     for k in range(n_rows):
-        src = x[p, _window_row(k, jv, o_first, o_step, o_count, ishape, ov)]
+        src = x[p, r0 + k * step if n_outer == 1 else _outer_row(k, ow, axes), e0:]
         if plain and k == 0:  # the first row is loaded, not added to zeros: one pass less
             for e in range(buf.shape[0]):
                 buf[e] = load(src, e)
@@ -501,76 +847,173 @@ def _rows_sum(x, p, buf, nbuf, tables, ov, jv, acc_zero, transform, power, eps, 
 
 
 @njit(cache=True)
+def _store_means(vals, obuf, linv, outer_inv, C):
+    """``vals[i] = obuf[i] * (outer_inv * linv[i // C])``: means from sums.
+
+    Its own function: inside the task loop LLVM leaves this loop scalar.
+    """
+    if C == 1:
+        for i in range(vals.shape[0]):
+            store(vals, i, obuf[i] * (outer_inv * linv[i]))
+        return
+    for w in range(vals.shape[0] // C):
+        scale = outer_inv * linv[w]
+        out_c = vals[w * C:]
+        sums = obuf[w * C:]
+        for c in range(C):
+            store(out_c, c, sums[c] * scale)
+
+
+@njit(cache=True)
+def _inverses(linv, w0, w1, g, inv):
+    """``linv[o - w0]``: the reciprocal divisor of last-axis output ``o`` (axis ``g``), for
+    ``w0 <= o < w1``; ``inv`` is ``tables.inv``."""
+    run = 1.0 / np.float64(g[2])
+    for o in range(w0, w1):
+        e = _edge(g, o)
+        linv[o - w0] = run if e < 0 else inv[e]
+
+
+@njit(cache=True)
+def _finish(dst, obuf, nobuf, w0, w1, axes, count, div, C, outer_div, outer_taps, mean_only,
+            finish, power, omit, divisor_override):
+    """Write the finished values of last-axis outputs ``[w0, w1)`` into the output row from
+    their sums in ``obuf`` (and NaN counts in ``nobuf``), which start at ``w0``: all but
+    plain means, which the task loop finishes itself."""
+    g = _axis(axes, axes.shape[0] - 1)
+    vals = dst[w0 * C:w1 * C]
+    if mean_only:  # with divisor_override
+        for i in range(vals.shape[0]):
+            store(vals, i, obuf[i] / divisor_override)
+        return
+    nan = np.float64(np.nan)
+    for wo in range(w0, w1):
+        e = _edge(g, wo)
+        if e < 0:
+            d, taps = np.float64(g[2]), g[2]
+        else:
+            d, taps = div[e], count[e]
+        if divisor_override != 0.0:
+            d = divisor_override
+        else:
+            d *= outer_div
+        taps *= outer_taps
+        for c in range(C):
+            i = (wo - w0) * C + c
+            if omit and nobuf[i] == taps:
+                store(vals, i, nan)
+            elif omit and divisor_override == 0.0:
+                store(vals, i, _finish_value(obuf[i], d - nobuf[i], finish, power))
+            else:
+                store(vals, i, _finish_value(obuf[i], d, finish, power))
+
+
+@njit(cache=True)
 def sum_tasks(x, out, t0, t1, tables, C, acc_zero, transform, power, eps, finish, omit,
               divisor_override):
     """Window sums, turned into means / Lp norms / GeM by ``finish``.
 
     The divisor of a window is ``divisor_override`` when non-zero, else the product of the
-    per-axis divisor tables (``o_div``, ``l_div``).  Under ``omit`` NaNs are skipped, the
-    divisor loses one per NaN (unless overridden) and a window of only NaNs gives NaN.
+    per-axis divisors (``tables.div``; a run window's is its tap count).  Under ``omit``
+    NaNs are skipped, the divisor loses one per NaN (unless overridden) and a window of only
+    NaNs gives NaN.
     """
-    o_count, oshape, l_count = tables.o_count, tables.oshape, tables.l_count
-    o_div, l_div = tables.o_div, tables.l_div
+    W, Wo = x.shape[2] // C, out.shape[2] // C
+    whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
+    n_buf = W * C if whole else per * C
+    # the scratch lives here, so that the task loop can borrow every array it uses; NaN
+    # counts are only kept under omit
+    _sum_tasks(x, out, t0, t1, tables.axes, tables.first, tables.count, tables.l_uniform,
+               tables.div, tables.inv, tables.buffer, C, acc_zero, transform, power, eps,
+               finish, omit, divisor_override, np.full(n_buf, acc_zero),
+               np.full(per * C, acc_zero), np.zeros(n_buf if omit else 0, np.int64),
+               np.zeros(per * C if omit else 0, np.int64),
+               np.zeros((4, tables.axes.shape[0] - 1), np.int64), np.zeros(per))
+
+
+@njit(cache=True)
+def _sum_tasks(x, out, t0, t1, axes, first, count, uni, div, inv, buffer, C, acc_zero,
+               transform, power, eps, finish, omit, divisor_override, buf, obuf, nbuf, nobuf,
+               ow, linv):
+    x, out, buf, obuf, nbuf, nobuf, ow = _borrowed(x), _borrowed(out), _borrowed(buf), \
+        _borrowed(obuf), _borrowed(nbuf), _borrowed(nobuf), _borrowed(ow)
+    linv = _borrowed(linv)
+    axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
+        _borrowed(uni)
+    div, inv = _borrowed(div), _borrowed(inv)
+    n_outer = axes.shape[0] - 1
+    g0 = _axis(axes, 0)
+    W = x.shape[2] // C
+    Wo = out.shape[2] // C
+    whole, per, parts = _row_layout(buffer, W, Wo, C)
     ro_count = out.shape[1]
-    Wo = l_count.shape[0]
-    buf = np.full(x.shape[2], acc_zero)
-    obuf = np.full(out.shape[2], acc_zero)
-    n_nan = x.shape[2] if omit else 0  # NaN counts are only kept under omit
-    nbuf = np.zeros(n_nan, np.int64)
-    nobuf = np.zeros(out.shape[2] if omit else 0, np.int64)
-    ov = np.zeros(oshape.shape[0], np.int64)
-    jv = np.zeros(oshape.shape[0], np.int64)
-    nan = np.float64(np.nan)
     mean_only = finish == _arith.F_MEAN and not omit
-    # means multiply by float64 reciprocals, which are much cheaper than a division per
-    # output.  For float32 data the float64 product almost always rounds to the same value
-    # as the quotient; for float64 it is within 2 ulp of it.
-    l_inv = 1.0 / l_div
+    d = axes[n_outer, STEP]
+    gl = _axis(axes, n_outer)
+    mean_inv = mean_only and divisor_override == 0.0
+    if whole and mean_inv:
+        _inverses(linv, 0, Wo, gl, inv)
     for t in range(t0, t1):
-        p = _decode_task(t, ro_count, oshape, ov)
-        _rows_sum(x, p, buf, nbuf, tables, ov, jv, acc_zero, transform, power, eps, omit)
-        fold_last_axis(buf, obuf, tables, C, OP_SUM, False, False)
-        if omit:
-            fold_last_axis(nbuf, nobuf, tables, C, OP_SUM, False, False)
-        outer_div = 1.0
-        outer_taps = 1
-        for a in range(ov.shape[0]):
-            outer_div *= o_div[a, ov[a]]
-            outer_taps *= o_count[a, ov[a]]
-        dst = out[p, t - p * ro_count]
-        if mean_only and divisor_override != 0.0:
-            for i in range(obuf.shape[0]):
-                store(dst, i, obuf[i] / divisor_override)
-        elif mean_only and C == 1:
-            outer_inv = 1.0 / outer_div
-            for wo in range(Wo):
-                store(dst, wo, obuf[wo] * (outer_inv * l_inv[wo]))
-        elif mean_only:
-            outer_inv = 1.0 / outer_div
-            for wo in range(Wo):
-                inv = outer_inv * l_inv[wo]
-                vals = dst[wo * C:]
-                sums = obuf[wo * C:]
-                for c in range(C):
-                    store(vals, c, sums[c] * inv)
+        p, ro, part = _task(t, parts, ro_count)
+        r0 = 0
+        if n_outer == 1:
+            e = _edge(g0, ro)
+            if e < 0:
+                r0, n_rows, outer_div = ro * g0[3] + g0[4], g0[2], np.float64(g0[2])
+            else:
+                r0, n_rows, outer_div = first[e], count[e], div[e]
         else:
-            for wo in range(Wo):
-                d = divisor_override if divisor_override != 0.0 else outer_div * l_div[wo]
-                taps = outer_taps * l_count[wo]
-                for c in range(C):
-                    i = wo * C + c
-                    if omit and nobuf[i] == taps:
-                        store(dst, i, nan)
-                    elif omit and divisor_override == 0.0:
-                        store(dst, i, _finish(obuf[i], d - nobuf[i], finish, power))
-                    else:
-                        store(dst, i, _finish(obuf[i], d, finish, power))
+            n_rows = _outer_windows(axes, first, count, ro, ow)
+            outer_div = 1.0
+            for a in range(n_outer):
+                e = _edge(_axis(axes, a), ow[0, a])
+                outer_div *= np.float64(axes[a, K]) if e < 0 else div[e]
+        outer_inv = 1.0 / outer_div
+        dst = out[p, ro]
+        w0 = part * per
+        end = min(Wo, w0 + per)
+        j0 = 0
+        while w0 < end:  # one block (the whole row), unless the row is long
+            if whole:
+                w1, c0, c1, j1 = Wo, 0, W, 0
+            else:
+                w1, c0, c1, j1 = _next_block(axes, first, count, w0, j0, end, per)
+            n = (c1 - c0) * C
+            block = buf[:n]
+            nblock = nbuf[:n if omit else 0]
+            _rows_sum(x, p, block, nblock, c0 * C, r0, n_rows, ow, axes, acc_zero, transform,
+                      power, eps, omit)
+            if j1 == 0:
+                fold_last_axis(block, obuf, axes, first, count, uni, C, w0, w1, c0, OP_SUM,
+                               False, False)
+                if omit:
+                    fold_last_axis(nblock, nobuf, axes, first, count, uni, C, w0, w1, c0,
+                                   OP_SUM, False, False)
+            else:
+                fold_taps(block, obuf, j0, j1, d, C, OP_SUM, False, False)
+                if omit:
+                    fold_taps(nblock, nobuf, j0, j1, d, C, OP_SUM, False, False)
+                if j1 < _window(gl, first, count, w0)[1]:
+                    j0 = j1
+                    continue
+                j0 = 0
+            if mean_inv:
+                # means multiply by float64 reciprocals, which are much cheaper than a
+                # division per output.  For float32 data the float64 product almost always
+                # rounds to the same value as the quotient; for float64 it is within 2 ulp.
+                if not whole:
+                    _inverses(linv, w0, w1, gl, inv)
+                _store_means(dst[w0 * C:w1 * C], obuf, linv, outer_inv, C)
+            else:
+                _finish(dst, obuf, nobuf, w0, w1, axes, count, div, C, outer_div, n_rows,
+                        mean_only, finish, power, omit, divisor_override)
+            w0 = w1
 
 
 @njit(parallel=True, cache=True)
 def sum_parallel(x, out, n_chunks, tables, C, acc_zero, transform, power, eps, finish, omit,
                  divisor_override):
-    n_tasks = x.shape[0] * out.shape[1]
+    n_tasks = _task_count(x.shape, out.shape, tables.buffer, C)
     for k in prange(n_chunks):
         sum_tasks(x, out, k * n_tasks // n_chunks, (k + 1) * n_tasks // n_chunks,
                   tables, C, acc_zero, transform, power, eps, finish, omit, divisor_override)

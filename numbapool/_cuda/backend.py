@@ -11,7 +11,8 @@ shape, dtype and overlap with the input, and is what gets returned; ``run_tokens
 hidden, out, inputs, env=None)`` is the same for token pooling.
 
 Per call, the window tables go to the device in one int64 and (sums only) one float64
-transfer; nothing comes back to the host until the caller asks.
+transfer, of a size set by the windows outside the axes' uniform runs, not by the axes'
+lengths; nothing comes back to the host until the caller asks.
 """
 
 from __future__ import annotations
@@ -89,23 +90,18 @@ def spatial_tables(plan, put):
     """The plan's window tables as views of one int64 (and one float64) array.
 
     ``put`` moves a host array to where the kernels read it (``compat.to_device``; the
-    identity for compile checks), so each call makes one or two small transfers.
+    identity for compile checks), so each call makes one or two small transfers.  The edge
+    tables get a sentinel entry, so that none of the views is empty.
     """
     t = plan.tables
-    n_outer, width = t.o_first.shape
-    row_stride = np.ones(n_outer, np.int64)
-    for a in range(n_outer - 2, -1, -1):
-        row_stride[a] = row_stride[a + 1] * t.ishape[a + 1]
-    o_axes = np.stack([t.o_step, row_stride, t.oshape], axis=1)
-    parts = [t.o_first, t.o_count, o_axes, t.l_first, t.l_count]
-    ints = put(np.concatenate([np.ravel(p).astype(np.int64) for p in parts]))
+    pad = np.zeros(1, np.int64)
+    parts = [t.axes, np.concatenate((t.first, pad)), np.concatenate((t.count, pad))]
+    ints = put(np.concatenate([np.ravel(p) for p in parts]).astype(np.int64))
     cut = np.cumsum([0] + [p.size for p in parts])
     views = [ints[int(cut[i]):int(cut[i + 1])].reshape(p.shape) for i, p in enumerate(parts)]
-    tables = dict(zip(("o_first", "o_count", "o_axes", "l_first", "l_count"), views))
+    tables = dict(zip(("axes", "first", "count"), views))
     if plan.reducer == "sum":
-        divs = put(np.concatenate([t.o_div.ravel(), t.l_div]).astype(np.float64))
-        tables["o_div"] = divs[: n_outer * width].reshape(n_outer, width)
-        tables["l_div"] = divs[n_outer * width:]
+        tables["div"] = put(np.concatenate((t.div, [1.0])).astype(np.float64))
     return tables
 
 
@@ -116,15 +112,14 @@ def spatial_launch(plan, xc, vc, ic, tables):
     (so one compiled kernel serves both).
     """
     t = tables
-    geo = (t["o_first"], t["o_count"], t["o_axes"], t["l_first"], t["l_count"],
-           int(plan.tables.l_step))
+    geo = (t["axes"], t["first"], t["count"])
     if plan.reducer in ("max", "min"):
         dtype = plan.out_dtype  # the input's
         one = np.float32(1) if dtype == np.float16 else dtype.type(1)
         return _spatial.extreme_kernel, (xc, vc, ic, *geo, one, plan.channels,
                                          plan.reducer == "min", plan.omit_nan,
                                          plan.return_indices)
-    return _spatial.sum_kernel, (xc, vc, *geo, t["o_div"], t["l_div"], plan.channels,
+    return _spatial.sum_kernel, (xc, vc, *geo, t["div"], plan.channels,
                                  plan.acc_dtype.type(0), TRANSFORMS[plan.transform],
                                  float(plan.power), float(plan.eps), FINISHES[plan.finish],
                                  plan.omit_nan, float(plan.divisor_override))

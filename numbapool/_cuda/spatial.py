@@ -13,12 +13,12 @@ row, in increasing order: the first of equal values is met first.
 
 Window tables (see ``SpatialPlan.tables``), as device arrays:
 
-* ``o_first[a, o]``, ``o_count[a, o]``: first input row position and tap count of output
-  position ``o`` along outer axis ``a``;
-* ``o_axes[a] = (step, row_stride, out_size)``: tap step (dilation) of outer axis ``a``,
-  its stride in input rows, its output length;
-* ``l_first[wo]``, ``l_count[wo]``, ``l_step``: the same for the last axis;
-* ``o_div``, ``l_div``: per-axis divisors (sums only).
+* ``axes[a]``: one row per axis, the outer axes then the last one, with the columns
+  ``IN`` ... ``ROWS`` of :mod:`numbapool.plan` (sizes, tap step, the uniform run, where the
+  axis's other windows start in the edge tables, stride in input rows);
+* ``first``, ``count``: first input position and tap count of the windows outside the runs
+  (never empty: a sentinel entry follows them);
+* ``div``: their per-axis divisors (sums only); a run window's divisor is its tap count.
 
 The per-element rules (``take_indexed``, ``transform``, ``finish``) are
 :mod:`numbapool._arith`'s, compiled here as device functions: the CPU tests run them too.
@@ -27,6 +27,7 @@ The per-element rules (``take_indexed``, ``transform``, ``finish``) are
 import numpy as np
 
 from .. import _arith
+from ..plan import BASE, HI, K, LO, OFF, OUT, ROWS, STEP, S
 from .compat import cuda, jit
 
 _take_indexed = jit(device=True)(_arith.take_indexed)
@@ -35,14 +36,51 @@ _finish = jit(device=True)(_arith.finish)
 
 
 @jit(device=True)
-def _outer_product(ro, table, o_axes, one):
-    """Product over the outer axes of ``table[a, o_a]``, ``o_a`` being output row ``ro``'s
-    position along axis ``a``: its tap count (``o_count``) or divisor (``o_div``)."""
-    n = one
+def _edge(axes, a, o):
+    """Where window ``o`` of axis ``a``, outside the axis's run, sits in the edge tables."""
+    lo = axes[a, LO]
+    if o < lo:
+        return axes[a, BASE] + o
+    return axes[a, BASE] + o - axes[a, HI] + lo
+
+
+@jit(device=True)
+def _window(axes, first, count, a, o):
+    """``(first, count)`` of window ``o`` of axis ``a``."""
+    if axes[a, LO] <= o and o < axes[a, HI]:
+        return o * axes[a, S] + axes[a, OFF], axes[a, K]
+    e = _edge(axes, a, o)
+    return first[e], count[e]
+
+
+@jit(device=True)
+def _divisor(axes, div, a, o):
+    """The divisor of window ``o`` of axis ``a`` (its tap count in the run)."""
+    if axes[a, LO] <= o and o < axes[a, HI]:
+        return float(axes[a, K])
+    return div[_edge(axes, a, o)]
+
+
+@jit(device=True)
+def _outer_taps(ro, axes, first, count):
+    """Number of input rows in the outer window of output row ``ro``."""
+    n = 1
     q = ro
-    for a in range(o_axes.shape[0] - 1, -1, -1):
-        size = o_axes[a, 2]
-        n *= table[a, q % size]
+    for a in range(axes.shape[0] - 2, -1, -1):
+        size = axes[a, OUT]
+        n *= _window(axes, first, count, a, q % size)[1]
+        q //= size
+    return n
+
+
+@jit(device=True)
+def _outer_divisor(ro, axes, div):
+    """Product of the outer axes' divisors of output row ``ro``."""
+    n = 1.0
+    q = ro
+    for a in range(axes.shape[0] - 2, -1, -1):
+        size = axes[a, OUT]
+        n *= _divisor(axes, div, a, q % size)
         q //= size
     return n
 
@@ -59,26 +97,24 @@ def _output_position(i, C, Wo, Ro):
 
 
 @jit(device=True)
-def _row(k, ro, o_first, o_count, o_axes):
+def _row(k, ro, axes, first, count):
     """Flat input row of outer tap ``k`` (row-major over the outer axes) of output row ``ro``."""
-    if o_axes.shape[0] == 1:  # 1-D and 2-D pools: evenly spaced rows, no divisions
-        return o_first[0, ro] + k * o_axes[0, 0]
+    if axes.shape[0] == 2:  # 1-D and 2-D pools: evenly spaced rows, no divisions
+        return _window(axes, first, count, 0, ro)[0] + k * axes[0, STEP]
     r = 0
     q = ro
     rem = k
-    for a in range(o_axes.shape[0] - 1, -1, -1):
-        size = o_axes[a, 2]
-        o = q % size
+    for a in range(axes.shape[0] - 2, -1, -1):
+        size = axes[a, OUT]
+        f, n = _window(axes, first, count, a, q % size)
         q //= size
-        n = o_count[a, o]
-        r += (o_first[a, o] + (rem % n) * o_axes[a, 0]) * o_axes[a, 1]
+        r += (f + (rem % n) * axes[a, STEP]) * axes[a, ROWS]
         rem //= n
     return r
 
 
 @jit(cache=True)
-def extreme_kernel(x, out, idx, o_first, o_count, o_axes, l_first, l_count, l_step,
-                   one, C, is_min, omit, with_indices):
+def extreme_kernel(x, out, idx, axes, first, count, one, C, is_min, omit, with_indices):
     """Max (``is_min`` False) or min of each window; flat spatial indices into ``idx``.
 
     Ties and NaNs follow ``_arith.take_indexed``: the smallest flat index among equal
@@ -90,15 +126,16 @@ def extreme_kernel(x, out, idx, o_first, o_count, o_axes, l_first, l_count, l_st
     P, Ro, WoC = out.shape
     Wo = WoC // C
     W = x.shape[2] // C
+    la = axes.shape[0] - 1
+    l_step = axes[la, STEP]
     for i in range(cuda.grid(1), P * Ro * WoC, cuda.gridsize(1)):
         p, ro, wo, c = _output_position(i, C, Wo, Ro)
-        w0 = l_first[wo]
-        taps = l_count[wo]
-        r = _row(0, ro, o_first, o_count, o_axes)
+        w0, taps = _window(axes, first, count, la, wo)
+        r = _row(0, ro, axes, first, count)
         m = x[p, r, w0 * C + c] * one
         mi = r * W + w0
-        for k in range(_outer_product(ro, o_count, o_axes, 1)):
-            r = _row(k, ro, o_first, o_count, o_axes)
+        for k in range(_outer_taps(ro, axes, first, count)):
+            r = _row(k, ro, axes, first, count)
             for j in range(taps):
                 w = w0 + j * l_step
                 v = x[p, r, w * C + c] * one
@@ -112,8 +149,8 @@ def extreme_kernel(x, out, idx, o_first, o_count, o_axes, l_first, l_count, l_st
 
 
 @jit(cache=True)
-def sum_kernel(x, out, o_first, o_count, o_axes, l_first, l_count, l_step, o_div, l_div,
-               C, acc_zero, transform, power, eps, finish, omit, divisor_override):
+def sum_kernel(x, out, axes, first, count, div, C, acc_zero, transform, power, eps, finish,
+               omit, divisor_override):
     """Window sums of transformed values, turned into means / Lp norms / GeM by ``finish``.
 
     Accumulates in ``acc_zero``'s type (float32 for float16 data: loads and stores stay
@@ -123,15 +160,16 @@ def sum_kernel(x, out, o_first, o_count, o_axes, l_first, l_count, l_step, o_div
     """
     P, Ro, WoC = out.shape
     Wo = WoC // C
+    la = axes.shape[0] - 1
+    l_step = axes[la, STEP]
     for i in range(cuda.grid(1), P * Ro * WoC, cuda.gridsize(1)):
         p, ro, wo, c = _output_position(i, C, Wo, Ro)
-        w0 = l_first[wo]
-        taps = l_count[wo]
-        rows = _outer_product(ro, o_count, o_axes, 1)
+        w0, taps = _window(axes, first, count, la, wo)
+        rows = _outer_taps(ro, axes, first, count)
         s = acc_zero
         nans = 0
         for k in range(rows):
-            r = _row(k, ro, o_first, o_count, o_axes)
+            r = _row(k, ro, axes, first, count)
             for j in range(taps):
                 v = _transform(acc_zero + x[p, r, (w0 + j * l_step) * C + c],
                                transform, power, eps)
@@ -142,7 +180,7 @@ def sum_kernel(x, out, o_first, o_count, o_axes, l_first, l_count, l_step, o_div
         if divisor_override != 0.0:
             divisor = divisor_override
         else:
-            divisor = _outer_product(ro, o_div, o_axes, 1.0) * l_div[wo] - nans
+            divisor = _outer_divisor(ro, axes, div) * _divisor(axes, div, la, wo) - nans
         if omit and nans == rows * taps:
             out[p, ro, wo * C + c] = np.nan
         else:
