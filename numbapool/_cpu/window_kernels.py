@@ -167,11 +167,7 @@ def _outer_windows(axes, first, count, ro, ow):
         r = q // size
         o = q - r * size
         q = r
-        e = _edge(g, o)
-        if e < 0:
-            f, c = o * g[3] + g[4], g[2]
-        else:
-            f, c = first[e], count[e]
+        f, c = _window(g, first, count, o)
         ow[0, a] = o
         ow[1, a] = f
         ow[2, a] = c
@@ -200,9 +196,21 @@ def _outer_row(k, ow, axes):
     return r
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _task_rows(t, parts, ro_count, axes, first, count, ow):
+    """``(plane, output row, part, r0, n_rows)`` of task ``t``: with one outer axis the
+    output row reads ``n_rows`` input rows from ``r0``; with more, ``r0 == 0`` and
+    :func:`_outer_windows` has filled ``ow`` (see :func:`_outer_row`)."""
+    p, ro, part = _task(t, parts, ro_count)
+    if axes.shape[0] == 2:
+        r0, n_rows = _window(_axis(axes, 0), first, count, ro)
+        return p, ro, part, r0, n_rows
+    return p, ro, part, 0, _outer_windows(axes, first, count, ro, ow)
+
+
+@njit(cache=True, inline="always")
 def _window(g, first, count, o):
-    """``(first, count)`` of window ``o`` of axis ``g``, for code off the hot paths."""
+    """``(first, count)`` of window ``o`` of axis ``g`` (see :func:`_axis`)."""
     e = _edge(g, o)
     if e < 0:
         return o * g[3] + g[4], g[2]
@@ -248,6 +256,14 @@ def _next_block(axes, first, count, w0, j0, end, cols):
             c1 = n1
             w1 += 1
     return w1, c0, c1, 0
+
+
+@njit(cache=True, inline="always")
+def _block(whole, W, Wo, axes, first, count, w0, j0, end, cols):
+    """The whole row when it fits the buffers, else :func:`_next_block`."""
+    if whole:
+        return Wo, 0, W, 0
+    return _next_block(axes, first, count, w0, j0, end, cols)
 
 
 # --------------------------------------------------------------------------- max / min
@@ -296,11 +312,7 @@ def _ol_fold_windows(buf, obuf, v0, v1, w0, c0, axes, first, count, C, op, is_mi
         # zero-based loops over views: LLVM then knows every index is non-negative and drops
         # Numba's negative-index wraparound, which otherwise blocks vectorisation
         for wo in range(v0, v1):
-            e = _edge(g, wo)
-            if e < 0:
-                f, n = wo * g[3] + g[4], g[2]
-            else:
-                f, n = first[e], count[e]
+            f, n = _window(g, first, count, wo)
             dst = obuf[(wo - w0) * C:(wo - w0 + 1) * C]
             src = buf[(f - c0) * C:]
             for c in range(C):
@@ -511,32 +523,19 @@ def _extreme_tasks(x, out, t0, t1, axes, first, count, uni, buffer, C, is_min, o
     axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
         _borrowed(uni)
     n_outer = axes.shape[0] - 1
-    g0 = _axis(axes, 0)
     W = x.shape[2] // C
     Wo = out.shape[2] // C
     whole, per, parts = _row_layout(buffer, W, Wo, C)
     ro_count = out.shape[1]
     d = axes[n_outer, STEP]
     for t in range(t0, t1):
-        p, ro, part = _task(t, parts, ro_count)
-        r0 = 0
-        if n_outer == 1:
-            e = _edge(g0, ro)
-            if e < 0:
-                r0, n_rows = ro * g0[3] + g0[4], g0[2]
-            else:
-                r0, n_rows = first[e], count[e]
-        else:
-            n_rows = _outer_windows(axes, first, count, ro, ow)
+        p, ro, part, r0, n_rows = _task_rows(t, parts, ro_count, axes, first, count, ow)
         dst = out[p, ro]
         w0 = part * per
         end = min(Wo, w0 + per)
         j0 = 0
         while w0 < end:  # one block (the whole row), unless the row is long
-            if whole:
-                w1, c0, c1, j1 = Wo, 0, W, 0
-            else:
-                w1, c0, c1, j1 = _next_block(axes, first, count, w0, j0, end, per)
+            w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
             block = buf[:(c1 - c0) * C]
             _rows_extreme(x, p, block, c0 * C, r0, n_rows, ow, axes, is_min, omit)
             if j1 == 0:
@@ -649,11 +648,7 @@ def _indexed_windows(buf, ibuf, dst, dsti, v0, v1, c0, acc, iacc, axes, first, c
     g = _axis(axes, axes.shape[0] - 1)
     d = g[6]
     for wo in range(v0, v1):
-        e = _edge(g, wo)
-        if e < 0:
-            col0, n = wo * g[3] + g[4], g[2]
-        else:
-            col0, n = first[e], count[e]
+        col0, n = _window(g, first, count, wo)
         src_v = buf[(col0 - c0) * C:]
         src_i = ibuf[(col0 - c0) * C:]
         for c in range(C):
@@ -754,26 +749,14 @@ def _extreme_indexed_tasks(x, out, idx, t0, t1, axes, first, count, uni, buffer,
     ro_count = out.shape[1]
     d = axes[n_outer, STEP]
     for t in range(t0, t1):
-        p, ro, part = _task(t, parts, ro_count)
-        r0 = 0
-        if n_outer == 1:
-            e = _edge(g0, ro)
-            if e < 0:
-                r0, n_rows = ro * g0[3] + g0[4], g0[2]
-            else:
-                r0, n_rows = first[e], count[e]
-        else:
-            n_rows = _outer_windows(axes, first, count, ro, ow)
+        p, ro, part, r0, n_rows = _task_rows(t, parts, ro_count, axes, first, count, ow)
         dst = out[p, ro]
         dsti = idx[p, ro]
         w0 = part * per
         end = min(Wo, w0 + per)
         j0 = 0
         while w0 < end:  # one block (the whole row), unless the row is long
-            if whole:
-                w1, c0, c1, j1 = Wo, 0, W, 0
-            else:
-                w1, c0, c1, j1 = _next_block(axes, first, count, w0, j0, end, per)
+            w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
             n = (c1 - c0) * C
             block, iblock = buf[:n], ibuf[:n]
             _rows_indexed(x, p, block, iblock, c0 * C, r0, n_rows, ow, axes, is_min, omit)
@@ -954,16 +937,11 @@ def _sum_tasks(x, out, t0, t1, axes, first, count, uni, div, inv, buffer, C, acc
     if whole and mean_inv:
         _inverses(linv, 0, Wo, gl, inv)
     for t in range(t0, t1):
-        p, ro, part = _task(t, parts, ro_count)
-        r0 = 0
+        p, ro, part, r0, n_rows = _task_rows(t, parts, ro_count, axes, first, count, ow)
         if n_outer == 1:
             e = _edge(g0, ro)
-            if e < 0:
-                r0, n_rows, outer_div = ro * g0[3] + g0[4], g0[2], np.float64(g0[2])
-            else:
-                r0, n_rows, outer_div = first[e], count[e], div[e]
+            outer_div = np.float64(g0[2]) if e < 0 else div[e]
         else:
-            n_rows = _outer_windows(axes, first, count, ro, ow)
             outer_div = 1.0
             for a in range(n_outer):
                 e = _edge(_axis(axes, a), ow[0, a])
@@ -974,10 +952,7 @@ def _sum_tasks(x, out, t0, t1, axes, first, count, uni, div, inv, buffer, C, acc
         end = min(Wo, w0 + per)
         j0 = 0
         while w0 < end:  # one block (the whole row), unless the row is long
-            if whole:
-                w1, c0, c1, j1 = Wo, 0, W, 0
-            else:
-                w1, c0, c1, j1 = _next_block(axes, first, count, w0, j0, end, per)
+            w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
             n = (c1 - c0) * C
             block = buf[:n]
             nblock = nbuf[:n if omit else 0]
