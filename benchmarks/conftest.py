@@ -22,10 +22,14 @@ def torch_cpu():
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """Record Numba's thread count and threading layer (known once a kernel has run)."""
+    """Record Numba's thread count, threading layer (known once a kernel has run) and the
+    instruction set the kernels were compiled for."""
     import numba
 
+    from numbapool._info import cpu_code
+
     machine_info["numba_threads"] = numba.get_num_threads()
+    machine_info["numbapool_cpu_code"] = cpu_code()
     try:
         machine_info["numba_threading_layer"] = numba.threading_layer()
     except ValueError:  # no parallel kernel ran in this session

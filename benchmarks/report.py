@@ -64,6 +64,7 @@ def machine_lines(data):
         f"- date: {data.get('datetime', '?')[:19]}",
         f"- machine: {cpu.get('brand_raw', platform.processor() or '?')}, "
         f"{cpu.get('count', '?')} logical cores, {m.get('system', '?')} {m.get('release', '')}",
+        f"- kernels compiled for: {m.get('numbapool_cpu_code', '?')}",
         f"- Python {m.get('python_version', platform.python_version())}; " + ", ".join(versions),
         f"- threads: numba {threads} (threading layer {layer}); "
         "torch set to the same count",
@@ -117,7 +118,7 @@ def main(argv=None):
             "`vs numpy` are how many times faster numbapool is; `of roofline` is a parallel "
             "memory copy of the same bytes (read + write) divided by numbapool's time; "
             "`peak extra MiB` is the resident memory a call adds beyond its input "
-            "(the result included).", "", *machine_lines(data), "", format_table(rows), "",
+            "(the result included).", "", *machine_lines(data), "", format_table(rows, machine=False), "",
             *startup_lines(data)]
     try:
         chart(rows, args.png)
@@ -141,7 +142,7 @@ def update_readme(path, rows, machine):
         raise SystemExit(f"{path} has no {START} ... {END} markers")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    body = "\n".join(["", *machine, "", format_table(rows), ""])
+    body = "\n".join(["", *machine, "", format_table(rows, machine=False), ""])
     path.write_text(head + START + body + END + tail)
 
 

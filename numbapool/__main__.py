@@ -112,9 +112,10 @@ def _bench(args) -> int:
     if not have_torch:
         print(torch_missing_note(), flush=True)
     rows = bench.run(quick=args.quick)
-    print(bench.format_table(rows))
+    print(bench.format_table(rows, quick=args.quick))
     if args.quick:
-        print("(quick mode: tiny shapes, which time call overhead, not bandwidth)")
+        print("(quick mode: tiny shapes, which time call overhead, not bandwidth, so the table "
+              "has no roofline column)")
     if not have_torch:
         print()
         print(torch_missing_note())

@@ -31,21 +31,59 @@ def cuda_available() -> bool:
     return compat.available()
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``; elsewhere ``platform.processor()``)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+#: The widest vector instruction set of a few LLVM CPU names that ``NUMBA_CPU_NAME`` takes.
+_NAMED_CPU_CODE = {"haswell": "AVX2", "broadwell": "AVX2", "znver1": "AVX2", "znver2": "AVX2",
+                   "znver3": "AVX2", "skylake": "AVX2", "skylake-avx512": "AVX-512",
+                   "icelake-server": "AVX-512", "znver4": "AVX-512", "generic": "SSE2"}
+
+
+def cpu_code() -> str:
+    """The vector instruction set Numba compiles the CPU kernels for: ``"AVX-512"``,
+    ``"AVX2"``, ... (``NUMBA_CPU_NAME`` when set, else the host's; the kernels use what
+    the target allows)."""
+    import llvmlite.binding as llvm
+    import numba
+
+    name = numba.config.CPU_NAME
+    if name and name != "host":
+        return f"{_NAMED_CPU_CODE.get(name, name)} (NUMBA_CPU_NAME={name})"
+    features = llvm.get_host_cpu_features()
+    for flag, isa in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"),
+                      ("neon", "NEON")):
+        if features.get(flag):
+            return isa
+    return llvm.get_host_cpu_name()
+
+
 def info() -> dict[str, Any]:
     """Versions, threading, and CUDA availability, as a dict.
 
     Returns
     -------
     dict
-        The versions of numbapool, Numba, numba-cuda (``None`` when absent) and NumPy; Numba's
-        threading layer and thread count; the size above which CPU kernels run in parallel;
+        The versions of numbapool, Numba, numba-cuda (``None`` when absent) and NumPy; the
+        CPU model and the instruction set the kernels are compiled for; Numba's threading layer and thread count; the size above which CPU kernels run in parallel;
         whether CUDA is available, on which device, and whether that is the simulator; and
         Numba's cache directory.
 
     Examples
     --------
     >>> sorted(info())[:3]
-    ['cuda_available', 'cuda_device', 'cuda_simulator']
+    ['cpu', 'cpu_code', 'cuda_available']
     """
     import importlib.metadata
 
@@ -68,6 +106,8 @@ def info() -> dict[str, Any]:
         "numba": numba.__version__,
         "numba_cuda": numba_cuda,
         "numpy": numpy.__version__,
+        "cpu": cpu_model(),
+        "cpu_code": cpu_code(),
         "threading_layer": layer,
         "threads": numba.get_num_threads(),
         "parallel_min_elements": PARALLEL_MIN_ELEMENTS,

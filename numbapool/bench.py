@@ -6,6 +6,7 @@ line (``python -m numbapool bench``).  Every case times, on the same input in th
 * ``numbapool``: the call under test;
 * ``torch``: the same op with PyTorch CPU in the same layout and thread count (when installed);
 * ``numpy``: a plain NumPy formulation (where one is reasonable);
+* ``naive``: the plain Numba loop a user would write (2-D float pools), a floor;
 * ``roofline``: a parallel copy of as many bytes as the op must read and write.  Pooling is
   memory-bound, so ``roofline time / numbapool time`` is the fraction of the bandwidth limit
   that numbapool reaches.
@@ -30,9 +31,9 @@ from typing import Callable, Mapping, Optional
 
 import numpy as np
 
-from .comparisons import COMPARISONS
+from .comparisons import COMPARISONS, NAIVE
 
-IMPLS = ("numbapool", "torch", "numpy", "roofline")
+IMPLS = ("numbapool", "torch", "numpy", "naive", "roofline")
 
 # full-size shapes (the suite's reference sizes) and the quick ones used for smoke runs
 _IMAGE = {False: (32, 64, 112, 112), True: (2, 8, 28, 28)}
@@ -64,11 +65,14 @@ class Case:
     make: Callable[[], Inputs]
 
     def implementation(self, impl) -> Optional[Callable]:
-        """The callable of ``impl`` ("numbapool", "torch" or "numpy"); None when there is none."""
+        """The callable of ``impl`` ("numbapool", "torch", "numpy" or "naive"); None when there
+        is none."""
         if impl == "numbapool":
             import numbapool
 
             return getattr(numbapool, self.function)
+        if impl == "naive":
+            return NAIVE.get(self.function)
         return getattr(COMPARISONS[self.function], impl)
 
     def run(self, impl, inputs):
@@ -175,7 +179,8 @@ def copy_roofline(n_bytes):
 
 
 def prepared(case, impl, inputs):
-    """``impl`` ("numbapool", "torch" or "numpy") on ``inputs`` as a zero-argument callable.
+    """``impl`` ("numbapool", "torch", "numpy" or "naive") on ``inputs`` as a zero-argument
+    callable.
 
     It is called once here, untimed (numbapool compiles or loads its kernels then); None
     when ``impl`` has no formulation for the case's arguments.
@@ -266,30 +271,58 @@ def run(quick=False, progress=sys.stderr):
     return rows
 
 
-def format_table(rows):
-    """A Markdown table: times in ms and the ratios that matter."""
-    head = ("| case | numbapool ms | torch ms | numpy ms | vs torch | vs numpy "
-            "| of roofline | peak extra MiB |")
-    lines = [head, "|" + "---|" * 8]
+def machine_line():
+    """The CPU, the instruction set the kernels were compiled for, and the thread count."""
+    import numba
+
+    from ._info import cpu_code, cpu_model
+
+    return (f"CPU: {cpu_model()}; kernels compiled for {cpu_code()}; "
+            f"{numba.get_num_threads()} threads")
+
+
+def _geometric_mean(values):
+    return float(np.exp(np.mean(np.log(values))))
+
+
+def format_table(rows, quick=False, machine=True):
+    """A Markdown table: times in ms and the ratios that matter.
+
+    ``quick`` runs time tiny shapes, where a call's fixed cost swamps its memory traffic,
+    so their table gives no roofline fraction.  ``machine`` heads the table with
+    :func:`machine_line` (the machine this process runs on).
+    """
+    columns = ["case", "numbapool ms", "torch ms", "numpy ms", "naive ms", "vs torch",
+               "vs numpy", "vs naive"]
+    if not quick:
+        columns.append("of roofline")
+    columns.append("peak extra MiB")
+    lines = [machine_line(), ""] if machine else []
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         def ms(k):
             return f"{r[k] * 1e3:.2f}" if k in r else "-"
 
         def ratio(k):
             return f"{r[k] / r['numbapool']:.2f}x" if k in r else "-"
-        lines.append(f"| {r['case']} | {ms('numbapool')} | {ms('torch')} | {ms('numpy')} "
-                     f"| {ratio('torch')} | {ratio('numpy')} | {r['roofline'] / r['numbapool']:.2f} "
-                     f"| {r['peak_extra_mib']:.1f} |")
-    speedups = [r["torch"] / r["numbapool"] for r in rows if "torch" in r]
-    if speedups:
-        geo = float(np.exp(np.mean(np.log(speedups))))
-        worst = min(rows, key=lambda r: r.get("torch", np.inf) / r["numbapool"])
-        lines.append("")
-        lines.append(f"geometric-mean speedup over torch: {geo:.2f}x; worst case "
-                     f"{worst['case']} at {worst['torch'] / worst['numbapool']:.2f}x")
-    fractions = [r["roofline"] / r["numbapool"] for r in rows]
-    worst = min(rows, key=lambda r: r["roofline"] / r["numbapool"])
-    lines.append(f"roofline fraction: geometric mean "
-                 f"{float(np.exp(np.mean(np.log(fractions)))):.2f}, worst {worst['case']} at "
-                 f"{worst['roofline'] / worst['numbapool']:.2f}")
+        cells = [r["case"], ms("numbapool"), ms("torch"), ms("numpy"), ms("naive"),
+                 ratio("torch"), ratio("numpy"), ratio("naive")]
+        if not quick:
+            cells.append(f"{r['roofline'] / r['numbapool']:.2f}")
+        cells.append(f"{r['peak_extra_mib']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for impl in ("torch", "naive"):
+        timed = [r for r in rows if impl in r]
+        if timed:
+            worst = min(timed, key=lambda r: r[impl] / r["numbapool"])
+            lines.append(f"geometric-mean speedup over {impl}: "
+                         f"{_geometric_mean([r[impl] / r['numbapool'] for r in timed]):.2f}x; "
+                         f"worst case {worst['case']} at "
+                         f"{worst[impl] / worst['numbapool']:.2f}x")
+    if not quick:
+        worst = min(rows, key=lambda r: r["roofline"] / r["numbapool"])
+        lines.append(f"roofline fraction: geometric mean "
+                     f"{_geometric_mean([r['roofline'] / r['numbapool'] for r in rows]):.2f}, "
+                     f"worst {worst['case']} at {worst['roofline'] / worst['numbapool']:.2f}")
     return "\n".join(lines)

@@ -24,10 +24,11 @@ def _arrays(result):
 
 @pytest.mark.parametrize("case", bench.cases(quick=True), ids=lambda c: c.name)
 def test_case_formulations_agree(case):
-    """numbapool, NumPy and PyTorch compute the same thing in every benchmark case."""
+    """numbapool, NumPy, the naive loops and PyTorch compute the same thing in every
+    benchmark case."""
     inputs = case.make()
     ours = case.ours(inputs)
-    impls = ["numpy"] + (["torch"] if importlib.util.find_spec("torch") else [])
+    impls = ["numpy", "naive"] + (["torch"] if importlib.util.find_spec("torch") else [])
     compared = 0
     for impl in impls:
         call = bench.prepared(case, impl, inputs)
@@ -79,7 +80,11 @@ def test_cli_bench_quick():
     proc = subprocess.run([sys.executable, "-m", "numbapool", "bench", "--quick"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "geometric mean" in proc.stdout and "max2d_k2_nchw" in proc.stdout
+    out = proc.stdout
+    assert "geometric-mean speedup over naive" in out and "max2d_k2_nchw" in out
+    # tiny shapes time call overhead: the quick table gives no roofline fraction
+    assert "of roofline" not in out and "roofline fraction" not in out
+    assert "kernels compiled for" in out  # the CPU and its instruction set head the table
 
 
 @pytest.mark.parametrize("path", ["benchmarks/bench_design.py", "benchmarks/bench_tokens.py",

@@ -212,5 +212,5 @@ def test_cli_bench_without_torch_says_how_to_get_it(monkeypatch, capsys):
     assert out.count(install) == 2
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| max2d")]
     assert [row[0].strip() for row in rows] == [c.name for c in quick_cases]
-    assert all(row[2].strip() == "-" and row[4].strip() == "-" for row in rows)  # torch ms, vs
+    assert all(row[2].strip() == "-" and row[5].strip() == "-" for row in rows)  # torch ms, vs
     assert "speedup over torch" not in out

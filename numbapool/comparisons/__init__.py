@@ -19,6 +19,9 @@ the same thing as numbapool.  PyTorch is imported on first use, not with this pa
 The formulations live in ``_torch`` and ``_numpy``, the helpers they share in
 ``_shared``.
 
+:data:`NAIVE` holds a third kind, for a few functions only: the plain Numba loop a user
+would write (``_naive``), the benchmark's floor.
+
 Examples
 --------
 >>> import numpy as np
@@ -37,6 +40,9 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple, Optional
 
+from ._naive import (
+    _naive_avg_pool, _naive_global_avg_pool, _naive_global_max_pool, _naive_max_pool,
+)
 from ._numpy import (
     _np_adaptive_avg_pool, _np_adaptive_max_pool, _np_avg_pool, _np_gem_pool,
     _np_global_avg_pool, _np_global_max_pool, _np_lp_pool, _np_max_pool, _np_min_pool,
@@ -48,7 +54,7 @@ from ._torch import (
     _torch_min_pool, _torch_pool_tokens,
 )
 
-__all__ = ["COMPARISONS", "Formulations"]
+__all__ = ["COMPARISONS", "Formulations", "NAIVE"]
 
 
 class Formulations(NamedTuple):
@@ -81,4 +87,13 @@ COMPARISONS = {
     "global_avg_pool": Formulations(_torch_global_avg_pool, _np_global_avg_pool),
     "gem_pool": Formulations(_torch_gem_pool, _np_gem_pool),
     "pool_tokens": Formulations(_torch_pool_tokens, _np_pool_tokens),
+}
+
+#: ``{public function name: the plain Numba loop}`` for the benchmark's main cases (2-D
+#: float pools, NaN propagated); see :mod:`numbapool.comparisons._naive`.
+NAIVE = {
+    "max_pool": _naive_max_pool,
+    "avg_pool": _naive_avg_pool,
+    "global_max_pool": _naive_global_max_pool,
+    "global_avg_pool": _naive_global_avg_pool,
 }
