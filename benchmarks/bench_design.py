@@ -24,7 +24,7 @@ from numba import njit
 import numbapool as nbp
 from numbapool._cpu import parallel
 from numbapool._cpu import spatial as spatial_runner
-from numbapool._cpu import token_kernels, window_kernels
+from numbapool._cpu import plane_kernels, token_kernels, window_kernels
 from numbapool._cpu import tokens as token_runner
 from numbapool._cpu.half import as_kernel_array, half_bits_to_f32
 from numbapool.plan import FINISHES, TRANSFORMS
@@ -276,7 +276,7 @@ MEAN_VARIANTS = ("plane_mean", "row_sums")
 def test_global_mean(benchmark, variant):
     x = _random(PLANE_SHAPE[QUICK])
     plan, expected = _captured_plan(nbp.global_avg_pool2d, x)
-    assert spatial_runner._is_plain_global_mean(plan)
+    assert spatial_runner.kernel_path(plan, x.dtype)["kernel"] == "plane_mean"
     planes = plan.canonical_in_shape[0]
     zero = plan.acc_dtype.type(0)
     flat_in = x.reshape(planes, -1)
@@ -284,7 +284,7 @@ def test_global_mean(benchmark, variant):
     rows_in = x.reshape(plan.canonical_in_shape)
     rows_out = np.empty(plan.canonical_out_shape, plan.out_dtype)
     kernel, params = _spatial_params(plan, plan.tables)
-    calls = {"plane_mean": (window_kernels.plane_mean_tasks,
+    calls = {"plane_mean": (plane_kernels.plane_mean_tasks,
                             (flat_in, flat_out, 0, planes, zero)),
              "row_sums": (kernel, (rows_in, rows_out, 0, planes * rows_out.shape[1]) + params)}
     for fn, args in calls.values():

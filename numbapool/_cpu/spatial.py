@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..plan import FINISHES, TRANSFORMS
+from . import plane_kernels
 from . import window_kernels as kernels
 from .half import as_kernel_array
 from .parallel import chunks_for, run_parallel, use_parallel
+from .specialise import uniform_loop
 from .results import hand_back, result_arrays
 
 
@@ -31,44 +35,105 @@ def run_spatial(plan, x, out, result_shape):
     return (ret_v, ret_i) if plan.return_indices else ret_v
 
 
+class _Launch(NamedTuple):
+    """A kernel family chosen for a plan: its serial and ``parallel=True`` entry points,
+    their array and scalar arguments, and the number of tasks they split."""
+
+    name: str
+    serial: object
+    parallel: object
+    arrays: tuple
+    params: tuple
+    n_tasks: int
+
+
 def _run_kernels(plan, x, out, indices=None):
     """Pool ``x`` into ``out`` (and ``indices``); all C-contiguous, in canonical shapes."""
     if out.size == 0:
         return
-    if _is_plain_global_mean(plan):
-        planes = x.shape[0]
-        flat = (as_kernel_array(x.reshape(planes, -1)), as_kernel_array(out.reshape(planes)))
-        zero = plan.acc_dtype.type(0)
-        if use_parallel(x.size, planes):
-            run_parallel(kernels.plane_mean_parallel, *flat, chunks_for(planes), zero)
-        else:
-            kernels.plane_mean_tasks(*flat, 0, planes, zero)
-        return
-    arrays = (as_kernel_array(x), as_kernel_array(out))
-    tables = plan.tables
-    if plan.reducer in ("max", "min"):
-        params = (tables, plan.channels, plan.reducer == "min", plan.omit_nan)
-        if plan.return_indices:
-            arrays += (indices,)
-            serial, parallel = kernels.extreme_indexed_tasks, kernels.extreme_indexed_parallel
-        else:
-            serial, parallel = kernels.extreme_tasks, kernels.extreme_parallel
+    launch = _choose(plan, x, out, indices)
+    if use_parallel(x.size, launch.n_tasks):
+        run_parallel(launch.parallel, *launch.arrays, chunks_for(launch.n_tasks), *launch.params)
     else:
-        params = (tables, plan.channels, plan.acc_dtype.type(0), TRANSFORMS[plan.transform],
-                  float(plan.power), float(plan.eps), FINISHES[plan.finish], plan.omit_nan,
-                  float(plan.divisor_override))
-        serial, parallel = kernels.sum_tasks, kernels.sum_parallel
+        launch.serial(*launch.arrays, 0, launch.n_tasks, *launch.params)
+
+
+def _kernel_name(plan):
+    """The kernel family that runs ``plan`` (see :func:`kernel_path`)."""
+    if _is_global(plan):
+        if plan.reducer in ("max", "min"):
+            return "plane_extreme" if plan.channels == 1 else "pixel_extreme"
+        if (plan.transform == "identity" and plan.finish == "mean" and not plan.omit_nan
+                and plan.channels == 1 and plan.divisor_override == 0.0):
+            return "plane_mean"
+    if plan.reducer in ("max", "min"):
+        return "windows_indexed" if plan.return_indices else "windows_extreme"
+    return "windows_sum"
+
+
+def _choose(plan, x, out, indices):
+    """The kernels that run ``plan`` on canonical ``x``/``out``, and their arguments."""
+    name = _kernel_name(plan)
+    planes = x.shape[0]
+    flags = (plan.reducer == "min", plan.omit_nan)
+    if name in ("plane_extreme", "plane_mean"):
+        arrays = _kernel_arrays(x.reshape(planes, -1), out.reshape(planes))
+        if name == "plane_mean":
+            return _Launch(name, plane_kernels.plane_mean_tasks,
+                           plane_kernels.plane_mean_parallel, arrays,
+                           (plan.acc_dtype.type(0),), planes)
+        return _Launch(name, plane_kernels.plane_extreme_tasks,
+                       plane_kernels.plane_extreme_parallel, arrays, flags, planes)
+    if name == "pixel_extreme":
+        arrays = _kernel_arrays(x.reshape(planes, -1, plan.channels),
+                                out.reshape(planes, plan.channels))
+        return _Launch(name, plane_kernels.pixel_extreme_tasks,
+                       plane_kernels.pixel_extreme_parallel, arrays, flags, planes)
+    tables = plan.tables
     # a task is an output row, or a part of a long one (see window_kernels.row_layout)
     n_tasks = kernels.task_count(x.shape, out.shape, tables.buffer, plan.channels)
-    if use_parallel(x.size, n_tasks):
-        run_parallel(parallel, *arrays, chunks_for(n_tasks), *params)
-    else:
-        serial(*arrays, 0, n_tasks, *params)
+    arrays = _kernel_arrays(x, out)
+    if name == "windows_indexed":
+        return _Launch(name, kernels.extreme_indexed_tasks, kernels.extreme_indexed_parallel,
+                       arrays + (indices,), (tables, plan.channels, *flags), n_tasks)
+    if name == "windows_extreme":
+        return _Launch(name, kernels.extreme_tasks, kernels.extreme_parallel, arrays,
+                       (tables, plan.channels, *flags), n_tasks)
+    params = (tables, plan.channels, plan.acc_dtype.type(0), TRANSFORMS[plan.transform],
+              float(plan.power), float(plan.eps), FINISHES[plan.finish], plan.omit_nan,
+              float(plan.divisor_override))
+    return _Launch(name, kernels.sum_tasks, kernels.sum_parallel, arrays, params, n_tasks)
 
 
-def _is_plain_global_mean(plan):
-    """A mean of whole channels-first planes (global or adaptive-to-1 average pooling)."""
-    return (plan.reducer == "sum" and plan.transform == "identity" and plan.finish == "mean"
-            and not plan.omit_nan and plan.channels == 1 and plan.divisor_override == 0.0
-            and all(a.out_size == 1 and a.window(0)[1:] == (a.in_size, a.in_size)
-                    for a in plan.axes))
+def _kernel_arrays(*arrays):
+    return tuple(as_kernel_array(a) for a in arrays)
+
+
+def _is_global(plan):
+    """Every window is a whole plane (global pooling, or adaptive pooling to size 1)."""
+    return not plan.return_indices and all(
+        a.out_size == 1 and a.window(0)[1:] == (a.in_size, a.in_size) for a in plan.axes)
+
+
+def kernel_path(plan, dtype):
+    """Which CPU loops run ``plan`` on ``dtype`` data: for tests and benchmarks, which use
+    it to show that each fast path is reached.
+
+    Returns a dict: ``kernel``, the kernel family (``"plane_extreme"``,
+    ``"pixel_extreme"``, ``"plane_mean"``, ``"windows_extreme"``, ``"windows_indexed"``
+    or ``"windows_sum"``); for the window kernels also ``uniform_loop``, how stage B folds
+    the uniform run of channels-first rows (:func:`~numbapool._cpu.specialise.uniform_loop`;
+    ``None`` when there is no such run), and ``rows_in_place``, whether stage A is skipped
+    because every output row reads one input row of the input's own dtype.
+    """
+    name = _kernel_name(plan)
+    path = {"kernel": name}
+    if name.startswith("windows"):
+        last = plan.axes[-1]
+        lo, hi, k, s, _ = last.run
+        path["uniform_loop"] = (uniform_loop(hi - lo, k, s, last.step)
+                                if plan.channels == 1 and hi > lo else None)
+        outer = plan.axes[:-1]
+        path["rows_in_place"] = (name == "windows_extreme" and np.dtype(dtype) != np.float16
+                                 and all(a.max_count == 1 for a in outer))
+    return path

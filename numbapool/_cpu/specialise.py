@@ -12,7 +12,8 @@ helper (module)                             constant arguments     values compil
 ``fold_uniform``, ``fold_last_axis``,
 ``fold_taps`` (``window_kernels``)
 ``fold_uniform`` (``window_kernels``)       ``k``, ``s``, ``d``    :data:`UNROLLED_WINDOWS`
-                                                                   (others: a runtime loop)
+                                                                   (others: a runtime loop,
+                                                                   :func:`uniform_loop`)
 ``fold_indexed_uniform``                    ``k``, ``s``, ``d``    :data:`UNROLLED_INDEXED`
 (``window_kernels``)                                               (others: a runtime loop)
 ``update_extreme`` (``token_kernels``)      ``is_min``, ``omit``   :data:`FLAG_PAIRS`
@@ -37,11 +38,39 @@ OPS = (OP_EXTREME, OP_SUM)
 #: (kernel, stride, dilation) of the sliding windows whose taps unroll into vector loads:
 #: 2x2/s2 and 3x3/s2 pools and their stride-1 forms.
 UNROLLED_WINDOWS = ((2, 2, 1), (3, 2, 1), (3, 1, 1), (2, 1, 1))
+#: Of those, the windows whose stride-2 taps are first split into even and odd columns
+#: (taps ``2i``, ``2i+1`` and ``2i+2`` in one loop defeat LLVM's interleaved loads).
+PHASED_WINDOWS = ((3, 2, 1),)
 #: The same for indexed max/min pools (each variant costs compile time on every first call
 #: with indices, so only the two commonest).
 UNROLLED_INDEXED = ((2, 2, 1), (3, 2, 1))
 #: Every combination of two boolean flags.
 FLAG_PAIRS = tuple(itertools.product((False, True), repeat=2))
+
+
+#: How ``fold_uniform`` folds a uniform run (see :func:`uniform_loop`).
+LOOP_WINDOW_MAJOR, LOOP_CONTIGUOUS, LOOP_STRIDED = 0, 1, 2
+LOOP_NAMES = ("window-major", "contiguous", "strided")
+
+
+def runtime_loop(n, k, s):
+    """The loop ``fold_uniform`` runs for ``n`` windows of ``k`` taps, ``s`` apart, when the
+    window is not one of :data:`UNROLLED_WINDOWS`: window-major for a few long windows
+    (one view per tap would cost more than the tap), tap-major otherwise, with contiguous
+    loads when ``s == 1`` (a runtime stride keeps LLVM from vectorising)."""
+    if n * 8 < k:
+        return LOOP_WINDOW_MAJOR
+    return LOOP_CONTIGUOUS if s == 1 else LOOP_STRIDED
+
+
+def uniform_loop(n, k, s, d):
+    """The name of the loop that folds ``n`` uniform windows of shape ``(k, s, d)``:
+    ``"phased"``, ``"unrolled"`` or one of :data:`LOOP_NAMES`."""
+    if (k, s, d) in PHASED_WINDOWS:
+        return "phased"
+    if (k, s, d) in UNROLLED_WINDOWS:
+        return "unrolled"
+    return LOOP_NAMES[runtime_loop(n, k, s)]
 
 
 def literal(ty, name):

@@ -11,12 +11,16 @@ A task is one output row ``(p, ro)`` (or one part of it, see below) and runs in 
 
 A. the input rows of the outer window are reduced element-wise into a row buffer.  The
    inner loop runs over W*C contiguous elements with no data-dependent branches (NaN is
-   handled with selects), so LLVM vectorises it;
+   handled with selects), so LLVM vectorises it.  Max/min windows of one input row (1-D
+   pools, kernels of 1 on the outer axes) skip this stage: stage B reads the input row
+   where it is (:func:`reads_rows`);
 B. the last axis is reduced window by window from the buffer.  Uniform full windows (the
    interior of a sliding pool) of channels-first rows have their own loop, and for the
    common shapes (kernel 2 or 3, stride 1 or 2, no dilation) the kernel, stride and
-   dilation are compile-time constants, so the taps unroll into vector loads; channels-last
-   rows vectorise over C.
+   dilation are compile-time constants, so the taps unroll into vector loads (3 taps at
+   stride 2 first split the row into even and odd columns); other shapes loop tap-major,
+   with contiguous loads at stride 1 (:func:`~numbapool._cpu.specialise.uniform_loop`
+   names each loop); channels-last rows vectorise over C.
 
 Branches inside a hot loop stop LLVM from vectorising it.  The max/min and NaN-policy flags
 are runtime arguments combined with bitwise operators (``_arith.take``), which vectorise.
@@ -45,11 +49,12 @@ from .. import _arith
 from ..plan import BASE, HI, K, LO, OFF, OUT, ROWS, STEP, S
 from .half import compute_zero, load, store
 from .specialise import (
-    OP_EXTREME, OP_SUM, UNROLLED_INDEXED, UNROLLED_WINDOWS, constant_switch, literal,
-    literal_or_none,
+    LOOP_CONTIGUOUS, LOOP_WINDOW_MAJOR, OP_EXTREME, OP_SUM, PHASED_WINDOWS, UNROLLED_INDEXED,
+    UNROLLED_WINDOWS, constant_switch, literal, literal_or_none, runtime_loop,
 )
 
 _take = njit(cache=True)(_arith.take)
+_runtime_loop = njit(cache=True, inline="always")(runtime_loop)
 _take_indexed = njit(cache=True)(_arith.take_indexed)
 _transform = njit(cache=True)(_arith.transform)
 _finish_value = njit(cache=True)(_arith.finish)
@@ -349,6 +354,13 @@ def _ol_fold_taps(buf, obuf, j0, j1, d, C, op, is_min, omit):
     return impl
 
 
+@njit(cache=True, inline="always")
+def _out_scratch(per, C):
+    """Elements of an output buffer for ``per`` outputs of ``C`` channels: the outputs, then
+    room for the even/odd split of :func:`fold_uniform`'s stride-2 loop."""
+    return per * C + 2 * per + 2
+
+
 def fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
     """Stage B for channels-first uniform windows ``o*s + off + j*d`` (``j < k``), ``lo <= o < hi``.
 
@@ -363,6 +375,30 @@ def fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
 def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
     combine = _combiner(literal(op, "op"))
     shape = [literal_or_none(a) for a in (k, s, d)]
+
+    if tuple(shape) in PHASED_WINDOWS:
+        assert tuple(shape) == (3, 2, 1), "the phased loop below is written for 3 taps"
+
+        def phased(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
+            # taps 2i and 2i+2 of a stride-2 group defeat LLVM's interleaved loads, so the
+            # input is first split into its even and odd columns (a full stride-2 group,
+            # which vectorises), and the taps become contiguous loads: even[i], odd[i],
+            # even[i + 1].  The split lives at the end of obuf (see _out_scratch).
+            n = hi - lo
+            src = buf[lo * 2 + off:]
+            end = obuf.shape[0]
+            even = obuf[end - 2 * n - 1:end - n]
+            odd = obuf[end - n:]
+            for i in range(n):
+                even[i] = src[2 * i]
+                odd[i] = src[2 * i + 1]
+            even[n] = src[2 * n]
+            dst = obuf[lo:hi]
+            for i in range(n):
+                m = combine(even[i], odd[i], is_min, omit)
+                dst[i] = combine(m, even[i + 1], is_min, omit)
+
+        return phased
 
     if None not in shape:
         taps, step, dil = shape
@@ -382,7 +418,8 @@ def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
     def impl(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
         dst = obuf[lo:hi]
         src = buf[lo * s + off:]
-        if (hi - lo) * 8 < k:
+        loop = _runtime_loop(hi - lo, k, s)
+        if loop == LOOP_WINDOW_MAJOR:
             # few long windows (global pools, wide adaptive ones): window-major, since
             # the tap-major loop's view per tap would cost more than the tap's work
             for i in range(hi - lo):
@@ -391,6 +428,13 @@ def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
                 for j in range(1, k):
                     m = combine(m, win[j * d], is_min, omit)
                 dst[i] = m
+            return
+        if loop == LOOP_CONTIGUOUS:
+            dst[:] = src[:hi - lo]
+            for j in range(1, k):
+                tap = src[j * d:]
+                for i in range(hi - lo):
+                    dst[i] = combine(dst[i], tap[i], is_min, omit)
             return
         for i in range(hi - lo):
             dst[i] = src[i * s]
@@ -444,6 +488,43 @@ def _ol_fold_last_axis(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is
                                  uni[4] + w0 * s - c0, OP, is_min, omit)
 
     return impl
+
+
+def reads_rows(x, buf):
+    """Whether stage B can fold ``x``'s rows where they are (a compile-time constant): when
+    its elements are ``buf``'s (not float16, which is decoded into the buffer)."""
+
+
+@overload(reads_rows)
+def _ol_reads_rows(x, buf):
+    value = x.dtype == buf.dtype
+    return lambda x, buf: value
+
+
+@intrinsic
+def _as_type_of(typingctx, arr, like):
+    """``arr`` seen as an array of ``like``'s type (same dtype and rank; the kernels only
+    read it): a read-only input row can then stand where a row buffer stands."""
+    if not (isinstance(arr, types.Array) and isinstance(like, types.Array)
+            and arr.dtype == like.dtype and arr.ndim == like.ndim):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return args[0]  # both types have the same data model
+
+    return like(arr, like), codegen
+
+
+def input_row(x, p, r, e0, e1, buf):
+    """Elements ``[e0, e1)`` of row ``r`` of plane ``p``, typed as ``buf``; only called
+    when :func:`reads_rows` (otherwise typed, never run)."""
+
+
+@overload(input_row, inline="always")
+def _ol_input_row(x, p, r, e0, e1, buf):
+    if x.dtype != buf.dtype:
+        return lambda x, p, r, e0, e1, buf: buf[:e1 - e0]
+    return lambda x, p, r, e0, e1, buf: _as_type_of(x[p, r, e0:e1], buf)
 
 
 @njit(cache=True, inline="always")
@@ -512,7 +593,8 @@ def extreme_tasks(x, out, t0, t1, tables, C, is_min, omit):
     # the scratch lives here, so that the task loop can borrow every array it uses
     _extreme_tasks(x, out, t0, t1, tables.axes, tables.first, tables.count, tables.l_uniform,
                    tables.buffer, C, is_min, omit, np.full(W * C if whole else per * C, z),
-                   np.full(per * C, z), np.zeros((4, tables.axes.shape[0] - 1), np.int64))
+                   np.full(_out_scratch(per, C), z),
+                   np.zeros((4, tables.axes.shape[0] - 1), np.int64))
 
 
 @njit(cache=True)
@@ -536,8 +618,12 @@ def _extreme_tasks(x, out, t0, t1, axes, first, count, uni, buffer, C, is_min, o
         j0 = 0
         while w0 < end:  # one block (the whole row), unless the row is long
             w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
-            block = buf[:(c1 - c0) * C]
-            _rows_extreme(x, p, block, c0 * C, r0, n_rows, ow, axes, is_min, omit)
+            if n_rows == 1 and reads_rows(x, buf):  # stage A would only copy the row
+                r = r0 if n_outer == 1 else _outer_row(0, ow, axes)
+                block = input_row(x, p, r, c0 * C, c1 * C, buf)
+            else:
+                block = buf[:(c1 - c0) * C]
+                _rows_extreme(x, p, block, c0 * C, r0, n_rows, ow, axes, is_min, omit)
             if j1 == 0:
                 fold_last_axis(block, obuf, axes, first, count, uni, C, w0, w1, c0, OP_EXTREME,
                                is_min, omit)
@@ -574,7 +660,8 @@ def fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, is_m
     ``ibuf`` holds the input row of each buffered winner and ``buf`` starts at input column
     ``c0``; the flat index of a candidate is ``row * W + column``.  Constant ``k``, ``s``,
     ``d`` (:data:`UNROLLED_INDEXED`, through :data:`_fold_indexed_switch`) unroll the taps,
-    as in fold_uniform.
+    as in fold_uniform.  (Splitting the columns into even and odd ones first, as
+    fold_uniform does for 3 taps at stride 2, made this loop slower.)
     """
 
 
@@ -742,7 +829,6 @@ def _extreme_indexed_tasks(x, out, idx, t0, t1, axes, first, count, uni, buffer,
     axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
         _borrowed(uni)
     n_outer = axes.shape[0] - 1
-    g0 = _axis(axes, 0)
     W = x.shape[2] // C
     Wo = out.shape[2] // C
     whole, per, parts = _row_layout(buffer, W, Wo, C)
@@ -909,8 +995,9 @@ def sum_tasks(x, out, t0, t1, tables, C, acc_zero, transform, power, eps, finish
     _sum_tasks(x, out, t0, t1, tables.axes, tables.first, tables.count, tables.l_uniform,
                tables.div, tables.inv, tables.buffer, C, acc_zero, transform, power, eps,
                finish, omit, divisor_override, np.full(n_buf, acc_zero),
-               np.full(per * C, acc_zero), np.zeros(n_buf if omit else 0, np.int64),
-               np.zeros(per * C if omit else 0, np.int64),
+               np.full(_out_scratch(per, C), acc_zero),
+               np.zeros(n_buf if omit else 0, np.int64),
+               np.zeros(_out_scratch(per, C) if omit else 0, np.int64),
                np.zeros((4, tables.axes.shape[0] - 1), np.int64), np.zeros(per))
 
 
@@ -992,32 +1079,3 @@ def sum_parallel(x, out, n_chunks, tables, C, acc_zero, transform, power, eps, f
     for k in prange(n_chunks):
         sum_tasks(x, out, k * n_tasks // n_chunks, (k + 1) * n_tasks // n_chunks,
                   tables, C, acc_zero, transform, power, eps, finish, omit, divisor_override)
-
-
-# --------------------------------------------------------------------------- whole planes
-
-
-@njit(cache=True, fastmath={"reassoc"})
-def plane_mean_tasks(x, out, t0, t1, acc_zero):
-    """``out[p] = mean(x[p])`` for planes ``[t0, t1)`` of a C-contiguous ``(P, n)`` view.
-
-    Global average pooling of channels-first data, where a plane is one contiguous run:
-    ``reassoc`` (and no other fast-math flag: NaN and infinity keep their meaning) lets
-    LLVM keep several partial sums in vector registers, which the row-by-row stage A/B
-    path cannot.
-    """
-    n = x.shape[1]
-    inv = 1.0 / n
-    for p in range(t0, t1):
-        row = x[p]
-        s = acc_zero
-        for e in range(n):
-            s += load(row, e)
-        store(out, p, s * inv)
-
-
-@njit(parallel=True, cache=True)
-def plane_mean_parallel(x, out, n_chunks, acc_zero):
-    P = x.shape[0]
-    for k in prange(n_chunks):
-        plane_mean_tasks(x, out, k * P // n_chunks, (k + 1) * P // n_chunks, acc_zero)
