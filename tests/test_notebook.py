@@ -44,12 +44,12 @@ def test_stored_tour_shows_the_committed_benchmark():
               if "image/png" in o.get("data", {})]
     printed = "".join("".join(o["text"]) for o in outputs if o.get("output_type") == "stream")
     headline = [line for line in (benchmarks / "RESULTS.md").read_text().splitlines()
-                if line.startswith(("- date:", "geometric-mean speedup"))]
+                if line.startswith(("- date:", "geometric-mean speedup"))]  # over torch, naive
     stale = (f"{TOUR.relative_to(ROOT)} shows another benchmark run than "
              "benchmarks/results.png and RESULTS.md; execute it again from the repository root "
              f"with: jupyter execute --inplace {TOUR.relative_to(ROOT)}")
     assert charts == [_digest((benchmarks / "results.png").read_bytes())], stale
-    assert len(headline) == 2 and all(line in printed.splitlines() for line in headline), stale
+    assert len(headline) == 3 and all(line in printed.splitlines() for line in headline), stale
 
 
 def _digest(data):
