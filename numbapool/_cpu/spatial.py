@@ -11,8 +11,8 @@ from . import plane_kernels
 from . import window_kernels as kernels
 from .half import as_kernel_array
 from .parallel import chunks_for, run_parallel, use_parallel
-from .specialise import uniform_loop
 from .results import hand_back, result_arrays
+from .specialise import UNROLLED_INDEXED, uniform_loop
 
 
 def run_spatial(plan, x, out, result_shape):
@@ -122,8 +122,8 @@ def kernel_path(plan, dtype):
     Returns a dict: ``kernel``, the kernel family (``"plane_extreme"``,
     ``"pixel_extreme"``, ``"plane_mean"``, ``"windows_extreme"``, ``"windows_indexed"``
     or ``"windows_sum"``); for the window kernels also ``uniform_loop``, how stage B folds
-    the uniform run of channels-first rows (:func:`~numbapool._cpu.specialise.uniform_loop`;
-    ``None`` when there is no such run), and ``rows_in_place``, whether stage A is skipped
+    the uniform run of channels-first rows (:func:`~numbapool._cpu.specialise.uniform_loop`,
+    for a row taken whole; ``None`` when there is no such run), and ``rows_in_place``, whether stage A is skipped
     because every output row reads one input row of the input's own dtype.
     """
     name = _kernel_name(plan)
@@ -131,8 +131,13 @@ def kernel_path(plan, dtype):
     if name.startswith("windows"):
         last = plan.axes[-1]
         lo, hi, k, s, _ = last.run
-        path["uniform_loop"] = (uniform_loop(hi - lo, k, s, last.step)
-                                if plan.channels == 1 and hi > lo else None)
+        if plan.channels != 1 or hi <= lo:
+            path["uniform_loop"] = None
+        elif name == "windows_indexed":  # its own loops: unrolled, or a window at a time
+            unrolled = (k, s, last.step) in UNROLLED_INDEXED
+            path["uniform_loop"] = "unrolled" if unrolled else "window-major"
+        else:
+            path["uniform_loop"] = uniform_loop(hi - lo, k, s, last.step)
         outer = plan.axes[:-1]
         path["rows_in_place"] = (name == "windows_extreme" and np.dtype(dtype) != np.float16
                                  and all(a.max_count == 1 for a in outer))
