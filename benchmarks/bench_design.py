@@ -27,6 +27,7 @@ from numbapool._cpu import spatial as spatial_runner
 from numbapool._cpu import plane_kernels, token_kernels, window_kernels
 from numbapool._cpu import tokens as token_runner
 from numbapool._cpu.half import as_kernel_array, half_bits_to_f32
+from numbapool._cpu.specialise import UNROLLED_WINDOWS, window_code
 from numbapool.plan import FINISHES, TRANSFORMS
 
 from conftest import QUICK
@@ -216,13 +217,17 @@ def _captured_plan(pool, x):
 
 
 def _spatial_params(plan, tables):
-    """The trailing arguments of the serial kernel the runner picks for ``plan``."""
+    """The serial kernel the runner picks for ``plan`` on ``tables``, and its trailing
+    arguments."""
+    last = plan.axes[-1]
+    run = tuple(int(v) for v in tables.l_uniform)
+    window = window_code(run, last.step, plan.channels, UNROLLED_WINDOWS)
     if plan.reducer in ("max", "min"):
-        return window_kernels.extreme_tasks, (tables, plan.channels, plan.reducer == "min",
-                                              plan.omit_nan)
-    return window_kernels.sum_tasks, (
+        return window_kernels.extreme_tasks(window), (tables, plan.channels,
+                                                      plan.reducer == "min", plan.omit_nan)
+    return window_kernels.sum_tasks(window, plan.omit_nan), (
         tables, plan.channels, plan.acc_dtype.type(0), TRANSFORMS[plan.transform],
-        float(plan.power), float(plan.eps), FINISHES[plan.finish], plan.omit_nan,
+        float(plan.power), float(plan.eps), FINISHES[plan.finish],
         float(plan.divisor_override))
 
 
@@ -300,7 +305,7 @@ def test_global_mean(benchmark, variant):
 
 # --------------------------------------------------------------------------- 5. token crossover
 # pool_tokens with numbapool._cpu.parallel.PARALLEL_MIN_ELEMENTS forced to 0 (always
-# token_parallel) or out of reach (always token_serial), as bench_crossover.py does for
+# the threaded path) or out of reach (always token_serial), as bench_crossover.py does for
 # spatial pools.  The runner goes parallel from
 # TOKEN_PARALLEL_FACTOR * PARALLEL_MIN_ELEMENTS token-row elements.
 

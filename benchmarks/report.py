@@ -1,7 +1,10 @@
 """Turn a pytest-benchmark JSON file into ``benchmarks/RESULTS.md`` and a PNG chart.
 
     python -m pytest benchmarks/bench_suite.py --benchmark-only --benchmark-json=bench.json
-    python benchmarks/report.py bench.json
+    python benchmarks/report.py bench.json [cold.json ...]
+
+Further JSON files (``bench_coldstart.py``'s run, say) add their tables: the machine is the
+first file's.
 
 Ratios are medians taken in the same run: ``vs torch`` is torch time / numbapool time (above 1
 means numbapool is faster), ``of roofline`` is copy time / numbapool time for the same number of
@@ -48,6 +51,25 @@ def startup_lines(data):
             f"warm (median of 3): {cells}.", ""]
 
 
+def coldstart_lines(data):
+    """The cold-start table (bench_coldstart.py), when the run included it."""
+    runs = [b["extra_info"] for b in data["benchmarks"]
+            if b["name"].startswith("test_cold_first_call")]
+    if not runs:
+        return []
+    lines = ["## Cold start: empty kernel cache, fresh process", "",
+             "Seconds of one process per row with an empty `NUMBA_CACHE_DIR` "
+             "(`benchmarks/bench_coldstart.py`): `import numbapool`, the first call on a small "
+             "input (which compiles the kernels it runs) and then the first on a large one "
+             "(tokens (64, 256, 384) or images (8, 64, 112, 112)), which runs on every thread.",
+             "", "| function | dtype | import s | first small call s | first large call s |",
+             "|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r['function']} | {r['dtype']} | {r['import']:.2f} | "
+                     f"{r['small']:.2f} | {r['large']:.2f} |")
+    return lines + [""]
+
+
 def machine_lines(data):
     m = data.get("machine_info", {})
     cpu = m.get("cpu", {})
@@ -66,8 +88,8 @@ def machine_lines(data):
         f"{cpu.get('count', '?')} logical cores, {m.get('system', '?')} {m.get('release', '')}",
         f"- kernels compiled for: {m.get('numbapool_cpu_code', '?')}",
         f"- Python {m.get('python_version', platform.python_version())}; " + ", ".join(versions),
-        f"- threads: numba {threads} (threading layer {layer}); "
-        "torch set to the same count",
+        f"- threads: {threads} (numbapool's kernels on its thread pool, the naive loops and "
+        f"the copy on Numba's threading layer {layer}); torch set to the same count",
     ]
 
 
@@ -104,13 +126,15 @@ def chart(rows, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json", type=Path)
+    parser.add_argument("json", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--png", type=Path, default=HERE / "results.png")
     parser.add_argument("--readme", type=Path, default=None,
                         help="also replace the table between the results markers of this file")
     args = parser.parse_args(argv)
-    data = json.loads(args.json.read_text())
+    data = json.loads(args.json[0].read_text())
+    for more in args.json[1:]:
+        data["benchmarks"] += json.loads(more.read_text())["benchmarks"]
     rows = rows_from_json(data)
     text = ["# numbapool benchmark results", "",
             "Produced by `benchmarks/report.py` from a pytest-benchmark run of "
@@ -118,8 +142,9 @@ def main(argv=None):
             "`vs numpy` are how many times faster numbapool is; `of roofline` is a parallel "
             "memory copy of the same bytes (read + write) divided by numbapool's time; "
             "`peak extra MiB` is the resident memory a call adds beyond its input "
-            "(the result included).", "", *machine_lines(data), "", format_table(rows, machine=False), "",
-            *startup_lines(data)]
+            "(the result included).", "", *machine_lines(data), "",
+            format_table(rows, machine=False), "", *startup_lines(data),
+            *coldstart_lines(data)]
     try:
         chart(rows, args.png)
         text += [f"![speedups and roofline fractions]({args.png.name})", ""]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m numbapool {demo,bench,info}``.
+"""Command line: ``python -m numbapool {demo,bench,warm,info}``.
 
 Run ``python -m numbapool --help`` (or ``COMMAND --help``) for what each command does.
 """
@@ -20,6 +20,8 @@ examples:
   python -m numbapool demo --batch 1    warm the kernel cache, e.g. in a Docker build
   python -m numbapool bench --quick     a smoke run of every case in seconds
   python -m numbapool bench             the full comparison (a few minutes)
+  python -m numbapool warm              compile the common kernels into the cache
+  python -m numbapool warm --all --dtypes float32 float64
   python -m numbapool info              what this environment provides
 """
 
@@ -42,10 +44,20 @@ CPU build first to see them:
   python -m pip install "{TORCH_REQUIREMENT}"
 """
 
+WARM_DESCRIPTION = """\
+Compile the kernels of the common pooling calls (every call numbapool.warm lists with
+--all) for the given dtypes into Numba's on-disk kernel cache, so that later processes
+load them in a fraction of a second instead of compiling them on first use: for Docker
+builds, cluster images and CI caches.  Runs one worker process per core, prints a line
+as each call is warmed, then checks that every kernel loads from the cache.  The cache
+lives next to the package, or in NUMBA_CACHE_DIR when that is set.
+"""
+
 INFO_DESCRIPTION = """\
-Print the versions of numbapool, Numba, NumPy and numba-cuda, Numba's threading layer
-and thread count, the size above which kernels run in parallel, whether CUDA (a GPU or
-Numba's simulator) is available, and where compiled kernels are cached.
+Print the versions of numbapool, Numba, NumPy and numba-cuda, Numba's thread count
+(how many threads a large call runs on) and threading layer, the size above which
+kernels run on several threads, whether CUDA (a GPU or Numba's simulator) is
+available, and where compiled kernels are cached.
 """
 
 
@@ -122,6 +134,13 @@ def _bench(args) -> int:
     return 0
 
 
+def _warm(args) -> int:
+    from .warm import warm
+
+    warm(args.dtypes, everything=args.all, jobs=args.jobs, progress=sys.stdout)
+    return 0
+
+
 def _info(args) -> int:
     from ._info import info
 
@@ -148,6 +167,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="tiny shapes: a smoke run of every case in seconds (times call "
                             "overhead, not bandwidth)")
     bench.set_defaults(func=_bench)
+    warm = sub.add_parser("warm", help="compile the common kernels into the on-disk cache",
+                          description=WARM_DESCRIPTION, formatter_class=raw)
+    warm.add_argument("--dtypes", nargs="+", default=["float32"], metavar="DTYPE",
+                      help="the input dtypes to compile for (default: float32)")
+    warm.add_argument("--all", action="store_true",
+                      help="every listed call (channels-last, NaN-omitting, 1-D, 3-D, "
+                           "indices, Lp, GeM, all token modes), not only the commonest")
+    warm.add_argument("--jobs", type=int, default=None, metavar="N",
+                      help="worker processes at once (default: the CPU count)")
+    warm.set_defaults(func=_warm)
     info = sub.add_parser("info", help="versions, threads and CUDA availability",
                           description=INFO_DESCRIPTION, formatter_class=raw)
     info.set_defaults(func=_info)

@@ -76,8 +76,11 @@ def info() -> dict[str, Any]:
     -------
     dict
         The versions of numbapool, Numba, numba-cuda (``None`` when absent) and NumPy; the
-        CPU model and the instruction set the kernels are compiled for; Numba's threading layer and thread count; the size above which CPU kernels run in parallel;
-        whether CUDA is available, on which device, and whether that is the simulator; and
+        CPU model and the instruction set the kernels are compiled for; Numba's thread
+        count (numbapool's kernels run on that many threads of their own pool) and
+        threading layer (which only Numba's ``parallel=True`` code uses); the size above
+        which the kernels run on several threads; whether CUDA is available, on which
+        device, and whether that is the simulator; and
         Numba's cache directory.
 
     Examples

@@ -253,6 +253,7 @@ def run(quick=False, progress=sys.stderr):
     except ImportError:
         impls = tuple(impl for impl in IMPLS if impl != "torch")
     todo = cases(quick)
+    compile_kernels(todo, progress)
     rows = []
     for n, case in enumerate(todo, 1):
         if progress is not None:
@@ -269,6 +270,23 @@ def run(quick=False, progress=sys.stderr):
     if progress is not None:
         progress.write("\n")
     return rows
+
+
+def compile_kernels(todo, progress=sys.stderr):
+    """Call numbapool and the naive loops once on each case, so that the compiling (or the
+    loading of cached kernels) is a phase of its own, shown as such, not part of a timing."""
+    if progress is not None:
+        progress.write("compiling kernels (loaded from the on-disk cache after the first run)")
+        progress.flush()
+    t0 = time.perf_counter()
+    for case in todo:
+        for call in callables(case, case.make(), ("numbapool", "naive")).values():
+            call()
+        if progress is not None:
+            progress.write(".")
+            progress.flush()
+    if progress is not None:
+        progress.write(f" {time.perf_counter() - t0:.1f} s\n")
 
 
 def machine_line():

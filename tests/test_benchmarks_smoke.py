@@ -88,7 +88,8 @@ def test_cli_bench_quick():
 
 
 @pytest.mark.parametrize("path", ["benchmarks/bench_design.py", "benchmarks/bench_tokens.py",
-                                  "benchmarks/bench_crossover.py"])
+                                  "benchmarks/bench_crossover.py",
+                                  "benchmarks/bench_coldstart.py"])
 def test_other_benchmark_files_run(path):
     """Each benchmark file runs once on tiny shapes (the design benchmark calls private
     kernels directly, so a change of their signatures must show here)."""

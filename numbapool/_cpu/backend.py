@@ -3,10 +3,14 @@
 ``run_spatial(plan, x, out, result_shape)`` runs a :class:`~numbapool.plan.SpatialPlan`
 (:mod:`numbapool._cpu.spatial`); ``run_tokens(plan, hidden, out, inputs)`` a
 :class:`~numbapool.token_plan.TokenPlan` (:mod:`numbapool._cpu.tokens`).  Both honour
-``out=`` and return NumPy arrays.
+``out=`` and return NumPy arrays.  The first compile in a process is announced at INFO on
+the ``numbapool`` logger (:mod:`numbapool._cpu.compile_notice`).
 """
 
+from . import compile_notice
 from .spatial import run_spatial
 from .tokens import run_tokens
+
+compile_notice.install()
 
 __all__ = ["run_spatial", "run_tokens"]

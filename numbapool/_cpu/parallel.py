@@ -1,39 +1,66 @@
-"""When to go parallel, and how to do it safely from many Python threads."""
+"""When to split a call across threads, and how.
+
+Every CPU kernel is a serial ``nogil`` function over a range of tasks (output rows, planes,
+sequences).  A large input runs it on several threads at once, each over its own
+contiguous range of tasks: the calling thread takes the first range and the threads of a
+shared pool the others.  Threads rather than Numba's ``parallel=True``: a parallel kernel
+is a second compilation of the whole kernel (several seconds on first use, for every
+signature), while this way the kernel compiled for the first small input serves the large
+ones too.  The kernels release the GIL, so the threads run truly in parallel, and calls
+from many Python threads at once are safe whatever Numba's threading layer.
+
+The thread count is Numba's: ``numba.set_num_threads`` (or ``NUMBA_NUM_THREADS``) sets it.
+"""
+
+from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
-#: Inputs with fewer elements than this run the serial kernel.  The threshold sits above
-#: the crossover that ``benchmarks/bench_crossover.py`` measures on idle cores, because a
-#: parallel region whose threads must wait for a busy core can take far longer than the
-#: serial kernel takes at this size.
+#: Inputs with fewer elements than this run on the calling thread alone.  The threshold
+#: sits above the crossover that ``benchmarks/bench_crossover.py`` measures on idle cores,
+#: because handing work to a thread that must wait for a busy core can take far longer
+#: than the serial kernel takes at this size.
 PARALLEL_MIN_ELEMENTS = 1 << 16
 
-_lock = threading.Lock()
-_layer_is_threadsafe = None  # unknown until a parallel kernel has run once
+_pool = None
+_pool_lock = threading.Lock()
 
 
-def chunks_for(n_tasks: int) -> int:
-    """Number of chunks of tasks handed to ``prange``: a few per thread for balance."""
-    return max(1, min(n_tasks, 4 * numba.get_num_threads()))
+def thread_count() -> int:
+    """The threads a large call runs on: Numba's setting for the calling thread."""
+    return numba.get_num_threads()
 
 
 def use_parallel(n_elements: int, n_tasks: int) -> bool:
-    return n_elements >= PARALLEL_MIN_ELEMENTS and n_tasks > 1 and numba.get_num_threads() > 1
+    return n_elements >= PARALLEL_MIN_ELEMENTS and n_tasks > 1 and thread_count() > 1
 
 
-def run_parallel(kernel, *args):
-    """Call a ``parallel=True`` kernel.
+def _executor():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1),
+                                       thread_name_prefix="numbapool")
+        return _pool
 
-    Numba's ``workqueue`` threading layer aborts the process when parallel kernels are
-    entered from several Python threads at once; under it (or before we know which layer
-    loaded) calls are serialised.  OpenMP and TBB are thread-safe and run concurrently.
-    """
-    global _layer_is_threadsafe
-    if _layer_is_threadsafe:
-        return kernel(*args)
-    with _lock:
-        result = kernel(*args)
-        _layer_is_threadsafe = numba.threading_layer() in ("omp", "tbb")
-    return result
+
+def cuts(n_tasks: int, n_parts: int) -> list:
+    """Boundaries of ``n_parts`` contiguous ranges of about equal size over ``n_tasks``."""
+    return [n_tasks * k // n_parts for k in range(n_parts + 1)]
+
+
+def run_split(kernel, before, bounds, after=()):
+    """``kernel(*before, bounds[k], bounds[k + 1], *after)`` for every ``k``, concurrently:
+    the first range on this thread, the others on the pool's threads.  Returns when all are
+    done; an exception raised by any range is raised here."""
+    pool = _executor()
+    futures = [pool.submit(kernel, *before, bounds[k], bounds[k + 1], *after)
+               for k in range(1, len(bounds) - 1)]
+    try:
+        kernel(*before, bounds[0], bounds[1], *after)
+    finally:
+        for f in futures:
+            f.result()

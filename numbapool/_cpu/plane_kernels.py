@@ -18,7 +18,7 @@ see the plane out of order, so a zero result is replaced by the plane's first ze
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import _arith
 from .half import compute_zero, load, store
@@ -40,7 +40,7 @@ def _first_zero(x, p, n):
     return load(x[p], 0)  # not reached when the extreme is zero
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def plane_extreme_tasks(x, out, t0, t1, is_min, omit):
     """``out[p] = max(x[p])`` (``min`` when ``is_min``) for planes ``[t0, t1)``."""
     n = x.shape[1]
@@ -76,14 +76,8 @@ def plane_extreme_tasks(x, out, t0, t1, is_min, omit):
         store(out, p, m)
 
 
-@njit(parallel=True, cache=True)
-def plane_extreme_parallel(x, out, n_chunks, is_min, omit):
-    P = x.shape[0]
-    for k in prange(n_chunks):
-        plane_extreme_tasks(x, out, k * P // n_chunks, (k + 1) * P // n_chunks, is_min, omit)
 
-
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pixel_extreme_tasks(x, out, t0, t1, is_min, omit):
     """``out[i, c] = max(x[i, :, c])`` (``min`` when ``is_min``) for images ``[t0, t1)``."""
     n, C = x.shape[1], x.shape[2]
@@ -110,14 +104,8 @@ def pixel_extreme_tasks(x, out, t0, t1, is_min, omit):
             store(dst, c, m)
 
 
-@njit(parallel=True, cache=True)
-def pixel_extreme_parallel(x, out, n_chunks, is_min, omit):
-    N = x.shape[0]
-    for k in prange(n_chunks):
-        pixel_extreme_tasks(x, out, k * N // n_chunks, (k + 1) * N // n_chunks, is_min, omit)
 
-
-@njit(cache=True, fastmath={"reassoc"})
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
 def plane_mean_tasks(x, out, t0, t1, acc_zero):
     """``out[p] = mean(x[p])`` for planes ``[t0, t1)`` of a C-contiguous ``(P, n)`` view.
 
@@ -134,10 +122,3 @@ def plane_mean_tasks(x, out, t0, t1, acc_zero):
         for e in range(n):
             s += load(row, e)
         store(out, p, s * inv)
-
-
-@njit(parallel=True, cache=True)
-def plane_mean_parallel(x, out, n_chunks, acc_zero):
-    P = x.shape[0]
-    for k in prange(n_chunks):
-        plane_mean_tasks(x, out, k * P // n_chunks, (k + 1) * P // n_chunks, acc_zero)

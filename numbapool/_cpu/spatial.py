@@ -10,9 +10,9 @@ from ..plan import FINISHES, TRANSFORMS
 from . import plane_kernels
 from . import window_kernels as kernels
 from .half import as_kernel_array
-from .parallel import chunks_for, run_parallel, use_parallel
+from .parallel import cuts, run_split, thread_count, use_parallel
 from .results import hand_back, result_arrays
-from .specialise import UNROLLED_INDEXED, uniform_loop
+from .specialise import UNROLLED_INDEXED, UNROLLED_WINDOWS, uniform_loop, window_code
 
 
 def run_spatial(plan, x, out, result_shape):
@@ -36,12 +36,11 @@ def run_spatial(plan, x, out, result_shape):
 
 
 class _Launch(NamedTuple):
-    """A kernel family chosen for a plan: its serial and ``parallel=True`` entry points,
-    their array and scalar arguments, and the number of tasks they split."""
+    """A kernel family chosen for a plan: its entry point (``kernel(*arrays, t0, t1,
+    *params)`` runs tasks ``[t0, t1)``), its arguments and the number of tasks."""
 
     name: str
-    serial: object
-    parallel: object
+    kernel: object
     arrays: tuple
     params: tuple
     n_tasks: int
@@ -52,10 +51,11 @@ def _run_kernels(plan, x, out, indices=None):
     if out.size == 0:
         return
     launch = _choose(plan, x, out, indices)
-    if use_parallel(x.size, launch.n_tasks):
-        run_parallel(launch.parallel, *launch.arrays, chunks_for(launch.n_tasks), *launch.params)
+    n = launch.n_tasks
+    if use_parallel(x.size, n):
+        run_split(launch.kernel, launch.arrays, cuts(n, min(n, thread_count())), launch.params)
     else:
-        launch.serial(*launch.arrays, 0, launch.n_tasks, *launch.params)
+        launch.kernel(*launch.arrays, 0, n, *launch.params)
 
 
 def _kernel_name(plan):
@@ -79,30 +79,32 @@ def _choose(plan, x, out, indices):
     if name in ("plane_extreme", "plane_mean"):
         arrays = _kernel_arrays(x.reshape(planes, -1), out.reshape(planes))
         if name == "plane_mean":
-            return _Launch(name, plane_kernels.plane_mean_tasks,
-                           plane_kernels.plane_mean_parallel, arrays,
+            return _Launch(name, plane_kernels.plane_mean_tasks, arrays,
                            (plan.acc_dtype.type(0),), planes)
-        return _Launch(name, plane_kernels.plane_extreme_tasks,
-                       plane_kernels.plane_extreme_parallel, arrays, flags, planes)
+        return _Launch(name, plane_kernels.plane_extreme_tasks, arrays, flags, planes)
     if name == "pixel_extreme":
         arrays = _kernel_arrays(x.reshape(planes, -1, plan.channels),
                                 out.reshape(planes, plan.channels))
-        return _Launch(name, plane_kernels.pixel_extreme_tasks,
-                       plane_kernels.pixel_extreme_parallel, arrays, flags, planes)
+        return _Launch(name, plane_kernels.pixel_extreme_tasks, arrays, flags, planes)
     tables = plan.tables
     # a task is an output row, or a part of a long one (see window_kernels.row_layout)
     n_tasks = kernels.task_count(x.shape, out.shape, tables.buffer, plan.channels)
     arrays = _kernel_arrays(x, out)
+    # each kernel is compiled for its window code (and the sums for their NaN rule), so
+    # that a call compiles only the loops it runs
+    last = plan.axes[-1]
+    shapes = UNROLLED_INDEXED if name == "windows_indexed" else UNROLLED_WINDOWS
+    window = window_code(last.run, last.step, plan.channels, shapes)
     if name == "windows_indexed":
-        return _Launch(name, kernels.extreme_indexed_tasks, kernels.extreme_indexed_parallel,
-                       arrays + (indices,), (tables, plan.channels, *flags), n_tasks)
+        return _Launch(name, kernels.extreme_indexed_tasks(window), arrays + (indices,),
+                       (tables, plan.channels, *flags), n_tasks)
     if name == "windows_extreme":
-        return _Launch(name, kernels.extreme_tasks, kernels.extreme_parallel, arrays,
+        return _Launch(name, kernels.extreme_tasks(window), arrays,
                        (tables, plan.channels, *flags), n_tasks)
     params = (tables, plan.channels, plan.acc_dtype.type(0), TRANSFORMS[plan.transform],
-              float(plan.power), float(plan.eps), FINISHES[plan.finish], plan.omit_nan,
+              float(plan.power), float(plan.eps), FINISHES[plan.finish],
               float(plan.divisor_override))
-    return _Launch(name, kernels.sum_tasks, kernels.sum_parallel, arrays, params, n_tasks)
+    return _Launch(name, kernels.sum_tasks(window, plan.omit_nan), arrays, params, n_tasks)
 
 
 def _kernel_arrays(*arrays):

@@ -48,6 +48,28 @@ UNROLLED_INDEXED = ((2, 2, 1), (3, 2, 1))
 FLAG_PAIRS = tuple(itertools.product((False, True), repeat=2))
 
 
+#: Window codes (see :func:`window_code`) for a plan with no uniform channels-first run on
+#: its last axis (no uniform loop is compiled), and for a run of a shape with no constant
+#: variant (the runtime loop).
+NO_UNIFORM, RUNTIME_WINDOW = -2, -1
+
+
+def window_code(run, step, channels, shapes):
+    """The compile-time code of a last axis's uniform run for the window kernels.
+
+    ``run`` is the axis's ``(lo, hi, k, s, off)`` (``AxisWindows.run``), ``step`` its
+    dilation; ``shapes`` is :data:`UNROLLED_WINDOWS` (or :data:`UNROLLED_INDEXED`).  The
+    index of ``(k, s, step)`` in ``shapes``, :data:`RUNTIME_WINDOW` for another shape, or
+    :data:`NO_UNIFORM` when the run is empty or the rows are channels-last (C > 1), whose
+    last axis has no uniform loop.  Each kernel is compiled for one code, so a call
+    compiles only the loop it runs.
+    """
+    lo, hi, k, s, _ = run
+    if channels != 1 or hi <= lo:
+        return NO_UNIFORM
+    return shapes.index((k, s, step)) if (k, s, step) in shapes else RUNTIME_WINDOW
+
+
 #: How ``fold_uniform`` folds a uniform run (see :func:`uniform_loop`).
 LOOP_WINDOW_MAJOR, LOOP_CONTIGUOUS, LOOP_STRIDED = 0, 1, 2
 LOOP_NAMES = ("window-major", "contiguous", "strided")

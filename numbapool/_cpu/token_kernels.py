@@ -18,7 +18,7 @@ from sequences and, when there are too few of them for every core, from splittin
 sequences into several tasks.  Within a task a run of plain tokens is read as
 :data:`STREAMS` streams side by side.  A task that covers its whole sequence writes the
 result directly; the pieces of a split sequence leave partial accumulators in
-:class:`Parts`, which :func:`combine_tasks` merges after the parallel loop.  For each token
+:class:`Parts`, which :func:`combine_tasks` merges once every thread is done.  For each token
 the inner loops run over the contiguous features with no data-dependent branches (NaN is
 handled with selects), so LLVM vectorises them.
 
@@ -50,7 +50,7 @@ order of the tokens.
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
@@ -201,7 +201,11 @@ def _linear_wanted(needs):
     return (needs.sum, needs.pos, needs.w, needs.att, needs.pos, needs.w, needs.att)
 
 
-@njit(cache=True)
+# The small helpers below are inlined where they are called: passed constant rows (A_SUM,
+# 0) as literal arguments, a separately compiled helper would be compiled once per value.
+
+
+@njit(cache=True, inline="always")
 def _position(seqs, b, j):
     return seqs.positions[seqs.first[b] + j] if seqs.indexed else seqs.first[b] + j
 
@@ -353,7 +357,7 @@ FIRST_BLOCK = 256
 # index rather than as a row view: a view costs reference-count updates, per sequence.
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _flush(hi, r, part, first):
     """The end of a block that is not a task's last: its partial ``part`` added into the
     float64 total ``hi[r]`` (which the task's ``first`` block sets instead, so totals need
@@ -372,7 +376,7 @@ def _flush(hi, r, part, first):
             part[e] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _total(part, hi, r, flushed, e):
     """Feature ``e``'s float64 sum: the last block's ``part``, plus the earlier blocks'
     ``hi[r]`` when there were (``flushed``)."""
@@ -742,22 +746,19 @@ def finish(dst, x, acc, hi, cnt, tot, b, arena, seqs, codes, omit, zero):
                 store(o, e, acc[A_MIN, e])
         elif c == M_SUM:
             _sum_out(o, acc[A_SUM], hi, fl, cnt, zero, omit)
-        elif c == M_MEAN:
-            _mean(o, acc[A_SUM], hi, fl, cnt, n, False, zero, omit)
-        elif c == M_MEAN_SQRT_LEN:
-            _mean(o, acc[A_SUM], hi, fl, cnt, n, True, zero, omit)
-        elif c == M_WEIGHTED_MEAN:
-            _ratio(o, acc[A_POS], acc[A_POS_DEN], hi, A_POS, A_POS_DEN, fl, cnt,
-                   float(n * (n + 1) // 2), zero, omit)
-        elif c == M_WEIGHTED:
-            _ratio(o, acc[A_W], acc[A_W_DEN], hi, A_W, A_W_DEN, fl, cnt, tot[T_W], zero,
-                   omit)
-        else:
-            _ratio(o, acc[A_ATT], acc[A_ATT_DEN], hi, A_ATT, A_ATT_DEN, fl, cnt, tot[T_ATT],
-                   zero, omit)
+        elif c == M_MEAN or c == M_MEAN_SQRT_LEN:  # one call site: one compile
+            _mean(o, acc[A_SUM], hi, fl, cnt, n, c == M_MEAN_SQRT_LEN, zero, omit)
+        else:  # the ratios, again through one call site
+            if c == M_WEIGHTED_MEAN:
+                r, r_den, total = A_POS, A_POS_DEN, float(n * (n + 1) // 2)
+            elif c == M_WEIGHTED:
+                r, r_den, total = A_W, A_W_DEN, tot[T_W]
+            else:
+                r, r_den, total = A_ATT, A_ATT_DEN, tot[T_ATT]
+            _ratio(o, acc[r], acc[r_den], hi, r, r_den, fl, cnt, total, zero, omit)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def token_tasks(x, out, t0, t1, arena, seqs, tasks, coefs, codes, needs, omit, zero, parts):
     """Run tasks ``[t0, t1)`` of :class:`Tasks` ``tasks`` (empty: task ``t`` is sequence
     ``t``, whole).
@@ -847,41 +848,26 @@ def _part_rows(n, D, zero):
                  np.empty((n, D), np.int64), np.empty((n, N_TOT)))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def token_serial(x, out, arena, masked, mask, runs, coefs, codes, needs, omit, zero):
     """Pool every sequence on this thread (small inputs): one whole-sequence task each."""
     seqs = _sequences(masked, mask, runs)
     none = np.zeros(0, np.int64)
-    token_tasks(x, out, 0, out.shape[0], arena, seqs, Tasks(none, none, none, none), coefs,
-                codes, needs, omit, zero, _part_rows(0, arena.features, zero))
-
-
-@njit(parallel=True, cache=True)
-def _run_chunks(x, out, cuts, arena, seqs, tasks, coefs, codes, needs, omit, zero, parts):
-    """:func:`token_tasks` over chunks ``[cuts[k], cuts[k+1])``, one thread each.
-
-    A function of its own so that every named tuple reaches the parallel loop as an
-    argument: Numba's parallel lowering cannot rebuild one that a call returned.
-    """
-    for k in prange(cuts.shape[0] - 1):
-        token_tasks(x, out, cuts[k], cuts[k + 1], arena, seqs, tasks, coefs, codes, needs,
-                    omit, zero, parts)
+    # t0 as an int64, not a literal 0: the threads call token_tasks from Python, and a
+    # literal would make this a second signature, compiled again on the first large input
+    token_tasks(x, out, np.int64(0), out.shape[0], arena, seqs, Tasks(none, none, none, none),
+                coefs, codes, needs, omit, zero, _part_rows(0, arena.features, zero))
 
 
 @njit(cache=True)
-def token_parallel(x, out, arena, masked, mask, runs, coefs, codes, needs, omit, zero,
-                   schedule):
-    """Pool every sequence on every thread: :func:`token_tasks` over chunks of about equal
-    work (:func:`plan_tasks`, ``schedule = (n_threads, piece_min)``), then
-    :func:`combine_tasks` over the split sequences.
-
-    Plans and pools in one call from Python (each call costs microseconds).  The merge is
-    serial: it reads a few partial rows per split sequence, and a second parallel loop would
-    multiply the compile time.
+def token_schedule(masked, mask, runs, n_threads, piece_min, D, zero):
+    """The work of a call on ``n_threads`` threads: the sequences (as in
+    :func:`token_serial`), the tasks, split sequences and chunk boundaries of
+    :func:`plan_tasks` (``piece_min`` as there), and the :class:`Parts` for the pieces of
+    split sequences.  One call from Python plans it all (each call costs microseconds);
+    the threads then run :func:`token_tasks` over ranges of chunks, and
+    :func:`combine_tasks` merges the split sequences.
     """
     seqs = _sequences(masked, mask, runs)
-    tasks, splits, cuts = plan_tasks(seqs.count, schedule[0], schedule[1])
-    parts = _part_rows(splits.rows[-1], arena.features, zero)
-    _run_chunks(x, out, cuts, arena, seqs, tasks, coefs, codes, needs, omit, zero, parts)
-    combine_tasks(x, out, 0, splits.seq.shape[0], arena, seqs, splits, codes, needs, omit,
-                  zero, parts)
+    tasks, splits, cuts = plan_tasks(seqs.count, n_threads, piece_min)
+    return seqs, tasks, splits, cuts, _part_rows(splits.rows[-1], D, zero)

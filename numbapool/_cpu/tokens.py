@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from . import parallel
@@ -62,10 +61,24 @@ def run_tokens(plan, hidden, out, inputs):
                 plan.codes, plan.needs, plan.omit_nan, plan.acc_dtype.type(0))
         # decided on the token rows there may be (padding included): no pass over the mask
         rows = hidden.shape[0] if plan.packed else plan.batch * plan.length
-        threads = numba.get_num_threads()
+        threads = parallel.thread_count()
         if parallel.use_parallel(rows * plan.features // TOKEN_PARALLEL_FACTOR, threads):
-            parallel.run_parallel(kernels.token_parallel, *args, (threads, TOKEN_PIECE_MIN))
+            _pool_on_threads(*args, threads)
         else:
             kernels.token_serial(*args)
     hand_back(work, result)
     return result
+
+
+def _pool_on_threads(x, out, arena, masked, mask, runs, coefs, codes, needs, omit, zero,
+                     threads):
+    """Pool on ``threads`` threads: each runs the tasks of a range of the planned chunks
+    (about equal work), then the split sequences are merged on this thread."""
+    seqs, tasks, splits, chunks, parts = kernels.token_schedule(
+        masked, mask, runs, threads, TOKEN_PIECE_MIN, arena.features, zero)
+    n_chunks = chunks.shape[0] - 1
+    bounds = [int(chunks[n_chunks * k // threads]) for k in range(threads + 1)]
+    parallel.run_split(kernels.token_tasks, (x, out), bounds,
+                       (arena, seqs, tasks, coefs, codes, needs, omit, zero, parts))
+    kernels.combine_tasks(x, out, 0, splits.seq.shape[0], arena, seqs, splits, codes, needs,
+                          omit, zero, parts)

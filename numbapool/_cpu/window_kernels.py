@@ -40,8 +40,10 @@ row.  The window tables come from :mod:`numbapool.geometry` via ``SpatialPlan.ta
 in its axis's uniform run (closed form) or in the small edge tables (see :func:`_edge`).
 """
 
+import functools
+
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
@@ -49,8 +51,8 @@ from .. import _arith
 from ..plan import BASE, HI, K, LO, OFF, OUT, ROWS, STEP, S
 from .half import compute_zero, load, store
 from .specialise import (
-    LOOP_CONTIGUOUS, LOOP_WINDOW_MAJOR, OP_EXTREME, OP_SUM, PHASED_WINDOWS, UNROLLED_INDEXED,
-    UNROLLED_WINDOWS, constant_switch, literal, literal_or_none, runtime_loop,
+    LOOP_CONTIGUOUS, LOOP_WINDOW_MAJOR, NO_UNIFORM, OP_EXTREME, OP_SUM, PHASED_WINDOWS,
+    UNROLLED_INDEXED, UNROLLED_WINDOWS, literal, runtime_loop,
 )
 
 _take = njit(cache=True)(_arith.take)
@@ -137,12 +139,6 @@ _row_layout = njit(cache=True, inline="always")(row_layout)
 def task_count(x_shape, out_shape, buffer, C):
     """Number of tasks of a pool from canonical shape ``x_shape`` to ``out_shape``."""
     parts = row_layout(buffer, x_shape[2] // C, out_shape[2] // C, C)[2]
-    return out_shape[0] * out_shape[1] * parts
-
-
-@njit(cache=True, inline="always")
-def _task_count(x_shape, out_shape, buffer, C):
-    parts = _row_layout(buffer, x_shape[2] // C, out_shape[2] // C, C)[2]
     return out_shape[0] * out_shape[1] * parts
 
 
@@ -263,6 +259,11 @@ def _next_block(axes, first, count, w0, j0, end, cols):
     return w1, c0, c1, 0
 
 
+#: Zero as an int64, not a literal 0: a literal argument (``j0`` of a block of whole
+#: windows, the first outer row) would compile the helper that takes it a second time.
+_ZERO = np.int64(0)
+
+
 @njit(cache=True, inline="always")
 def _block(whole, W, Wo, axes, first, count, w0, j0, end, cols):
     """The whole row when it fits the buffers, else :func:`_next_block`."""
@@ -361,25 +362,27 @@ def _out_scratch(per, C):
     return per * C + 2 * per + 2
 
 
-def fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
+def fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit, window):
     """Stage B for channels-first uniform windows ``o*s + off + j*d`` (``j < k``), ``lo <= o < hi``.
 
-    With ``k``, ``s`` and ``d`` all compile-time constants (:data:`UNROLLED_WINDOWS`, through
-    :data:`_fold_uniform_switch`) the taps unroll into one interleaved vector load per
-    output block, far faster than any loop with a runtime tap count; otherwise the loop
-    runs tap-major.
+    ``window`` (a compile-time constant, see :func:`~numbapool._cpu.specialise.window_code`)
+    names the shape ``(k, s, d)`` in :data:`UNROLLED_WINDOWS`: then ``k``, ``s`` and ``d``
+    are constants, and the taps unroll into one interleaved vector load per output block,
+    far faster than any loop with a runtime tap count; otherwise (``RUNTIME_WINDOW``) the
+    loop runs tap-major.
     """
 
 
 @overload(fold_uniform, prefer_literal=True)
-def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
+def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit, window):
     combine = _combiner(literal(op, "op"))
-    shape = [literal_or_none(a) for a in (k, s, d)]
+    code = literal(window, "window")
+    shape = list(UNROLLED_WINDOWS[code]) if code >= 0 else [None, None, None]
 
     if tuple(shape) in PHASED_WINDOWS:
         assert tuple(shape) == (3, 2, 1), "the phased loop below is written for 3 taps"
 
-        def phased(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
+        def phased(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit, window):
             # taps 2i and 2i+2 of a stride-2 group defeat LLVM's interleaved loads, so the
             # input is first split into its even and odd columns (a full stride-2 group,
             # which vectorises), and the taps become contiguous loads: even[i], odd[i],
@@ -403,7 +406,7 @@ def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
     if None not in shape:
         taps, step, dil = shape
 
-        def unrolled(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
+        def unrolled(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit, window):
             dst = obuf[lo:hi]
             src = buf[lo * step + off:]
             for i in range(hi - lo):
@@ -415,7 +418,7 @@ def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
 
         return unrolled
 
-    def impl(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
+    def impl(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit, window):
         dst = obuf[lo:hi]
         src = buf[lo * s + off:]
         loop = _runtime_loop(hi - lo, k, s)
@@ -430,7 +433,8 @@ def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
                 dst[i] = m
             return
         if loop == LOOP_CONTIGUOUS:
-            dst[:] = src[:hi - lo]
+            for i in range(hi - lo):  # not dst[:] = ...: its shape check costs 2 s to compile
+                dst[i] = src[i]
             for j in range(1, k):
                 tap = src[j * d:]
                 for i in range(hi - lo):
@@ -446,12 +450,6 @@ def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit):
     return impl
 
 
-_WINDOW_PARAMS = ("buf", "obuf", "lo", "hi", "k", "s", "d", "off")
-#: fold_uniform with constant taps for the shapes of :data:`UNROLLED_WINDOWS`.
-_fold_uniform_switch = constant_switch(
-    fold_uniform, _WINDOW_PARAMS + ("op", "is_min", "omit"), ("k", "s", "d"), UNROLLED_WINDOWS)
-
-
 @njit(cache=True, inline="always")
 def _uniform_part(uni, C, w0, w1):
     """``(lo, hi)``: the outputs of ``[w0, w1)`` that stage B folds with its uniform loops
@@ -462,9 +460,12 @@ def _uniform_part(uni, C, w0, w1):
     return lo, hi
 
 
-def fold_last_axis(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is_min, omit):
+def fold_last_axis(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is_min, omit,
+                   window):
     """Stage B: reduce last-axis outputs ``[w0, w1)`` into ``obuf`` (which starts at ``w0``)
-    from ``buf`` (which starts at input column ``c0``); ``uni`` is ``tables.l_uniform``.
+    from ``buf`` (which starts at input column ``c0``); ``uni`` is ``tables.l_uniform`` and
+    ``window`` its constant code (:func:`~numbapool._cpu.specialise.window_code`): with
+    ``NO_UNIFORM`` no uniform loop is compiled at all.
 
     Inlined where it is called, and it calls the loops only for non-empty ranges: a call
     that passes arrays costs about as much as a short row's stage B.
@@ -472,10 +473,18 @@ def fold_last_axis(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is_min
 
 
 @overload(fold_last_axis, prefer_literal=True, inline="always")
-def _ol_fold_last_axis(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is_min, omit):
+def _ol_fold_last_axis(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is_min, omit,
+                       window):
     OP = literal(op, "op")
+    CODE = literal(window, "window")
+    if CODE == NO_UNIFORM:
+        def windows_only(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is_min, omit,
+                         window):
+            fold_windows(buf, obuf, w0, w1, w0, c0, axes, first, count, C, OP, is_min, omit)
 
-    def impl(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is_min, omit):
+        return windows_only
+
+    def impl(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is_min, omit, window):
         lo, hi = _uniform_part(uni, C, w0, w1)
         if lo > w0:
             fold_windows(buf, obuf, w0, lo, w0, c0, axes, first, count, C, OP, is_min, omit)
@@ -484,8 +493,8 @@ def _ol_fold_last_axis(buf, obuf, axes, first, count, uni, C, w0, w1, c0, op, is
         if hi > lo:
             # relative to the buffers: output o - w0 reads column o*s + off - c0
             s = uni[3]
-            _fold_uniform_switch(buf, obuf, lo - w0, hi - w0, uni[2], s, axes[-1, STEP],
-                                 uni[4] + w0 * s - c0, OP, is_min, omit)
+            fold_uniform(buf, obuf, lo - w0, hi - w0, uni[2], s, axes[-1, STEP],
+                         uni[4] + w0 * s - c0, OP, is_min, omit, CODE)
 
     return impl
 
@@ -584,22 +593,29 @@ def _first_zeros(x, p, obuf, w0, w1, C, r0, n_rows, ow, axes, first, count):
                 break
 
 
-@njit(cache=True)
-def extreme_tasks(x, out, t0, t1, tables, C, is_min, omit):
-    """Max (or min) pooling of tasks ``[t0, t1)``; values only."""
-    W, Wo = x.shape[2] // C, out.shape[2] // C
-    whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
-    z = compute_zero(x)
-    # the scratch lives here, so that the task loop can borrow every array it uses
-    _extreme_tasks(x, out, t0, t1, tables.axes, tables.first, tables.count, tables.l_uniform,
-                   tables.buffer, C, is_min, omit, np.full(W * C if whole else per * C, z),
-                   np.full(_out_scratch(per, C), z),
-                   np.zeros((4, tables.axes.shape[0] - 1), np.int64))
+@functools.cache
+def extreme_tasks(window):
+    """The max (or min) pooling kernel, values only, compiled for the window code
+    ``window`` (:func:`~numbapool._cpu.specialise.window_code`):
+    ``kernel(x, out, t0, t1, tables, C, is_min, omit)`` runs tasks ``[t0, t1)``."""
+
+    def kernel(x, out, t0, t1, tables, C, is_min, omit):
+        W, Wo = x.shape[2] // C, out.shape[2] // C
+        whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
+        z = compute_zero(x)
+        # the scratch lives here, so that the task loop can borrow every array it uses
+        _extreme_tasks(x, out, t0, t1, tables.axes, tables.first, tables.count,
+                       tables.l_uniform, tables.buffer, C, is_min, omit, window,
+                       np.full(W * C if whole else per * C, z),
+                       np.full(_out_scratch(per, C), z),
+                       np.zeros((4, tables.axes.shape[0] - 1), np.int64))
+
+    return njit(cache=True, nogil=True)(kernel)
 
 
 @njit(cache=True)
-def _extreme_tasks(x, out, t0, t1, axes, first, count, uni, buffer, C, is_min, omit, buf, obuf,
-                   ow):
+def _extreme_tasks(x, out, t0, t1, axes, first, count, uni, buffer, C, is_min, omit, window,
+                   buf, obuf, ow):
     x, out, buf, obuf, ow = _borrowed(x), _borrowed(out), _borrowed(buf), _borrowed(obuf), \
         _borrowed(ow)
     axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
@@ -615,24 +631,24 @@ def _extreme_tasks(x, out, t0, t1, axes, first, count, uni, buffer, C, is_min, o
         dst = out[p, ro]
         w0 = part * per
         end = min(Wo, w0 + per)
-        j0 = 0
+        j0 = _ZERO
         while w0 < end:  # one block (the whole row), unless the row is long
             w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
             if n_rows == 1 and reads_rows(x, buf):  # stage A would only copy the row
-                r = r0 if n_outer == 1 else _outer_row(0, ow, axes)
+                r = r0 if n_outer == 1 else _outer_row(_ZERO, ow, axes)
                 block = input_row(x, p, r, c0 * C, c1 * C, buf)
             else:
                 block = buf[:(c1 - c0) * C]
                 _rows_extreme(x, p, block, c0 * C, r0, n_rows, ow, axes, is_min, omit)
             if j1 == 0:
                 fold_last_axis(block, obuf, axes, first, count, uni, C, w0, w1, c0, OP_EXTREME,
-                               is_min, omit)
+                               is_min, omit, window)
             else:
                 fold_taps(block, obuf, j0, j1, d, C, OP_EXTREME, is_min, omit)
                 if j1 < _window(_axis(axes, n_outer), first, count, w0)[1]:
                     j0 = j1
                     continue
-                j0 = 0
+                j0 = _ZERO
             vals = dst[w0 * C:w1 * C]
             if has_signed_zeros(obuf):
                 # scanned here, so that the call happens only for a block holding a zero
@@ -646,20 +662,14 @@ def _extreme_tasks(x, out, t0, t1, axes, first, count, uni, buffer, C, is_min, o
             w0 = w1
 
 
-@njit(parallel=True, cache=True)
-def extreme_parallel(x, out, n_chunks, tables, C, is_min, omit):
-    n_tasks = _task_count(x.shape, out.shape, tables.buffer, C)
-    for k in prange(n_chunks):
-        extreme_tasks(x, out, k * n_tasks // n_chunks, (k + 1) * n_tasks // n_chunks,
-                      tables, C, is_min, omit)
 
-
-def fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, is_min, omit):
+def fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, is_min, omit,
+                         window):
     """Indexed stage B for channels-first uniform windows (see :func:`fold_uniform`).
 
     ``ibuf`` holds the input row of each buffered winner and ``buf`` starts at input column
     ``c0``; the flat index of a candidate is ``row * W + column``.  Constant ``k``, ``s``,
-    ``d`` (:data:`UNROLLED_INDEXED`, through :data:`_fold_indexed_switch`) unroll the taps,
+    ``d`` (``window`` names a shape of :data:`UNROLLED_INDEXED`) unroll the taps,
     as in fold_uniform.  (Splitting the columns into even and odd ones first, as
     fold_uniform does for 3 taps at stride 2, made this loop slower.)
     """
@@ -667,11 +677,11 @@ def fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, is_m
 
 @overload(fold_indexed_uniform, prefer_literal=True)
 def _ol_fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, is_min,
-                             omit):
-    shape = [literal_or_none(a) for a in (k, s, d)]
-    taps, step, dil = shape if None not in shape else (None, None, None)
+                             omit, window):
+    code = literal(window, "window")
+    taps, step, dil = UNROLLED_INDEXED[code] if code >= 0 else (None, None, None)
 
-    def impl(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, is_min, omit):
+    def impl(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, is_min, omit, window):
         kk = k if taps is None else taps
         ss = s if step is None else step
         dd = d if dil is None else dil
@@ -695,12 +705,6 @@ def _ol_fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, 
             inds[i] = mi
 
     return impl
-
-
-#: fold_indexed_uniform with constant taps for the shapes of :data:`UNROLLED_INDEXED`.
-_fold_indexed_switch = constant_switch(
-    fold_indexed_uniform, ("buf", "ibuf", "dst", "dsti", "lo", "hi", "k", "s", "d", "off", "W",
-                           "c0", "is_min", "omit"), ("k", "s", "d"), UNROLLED_INDEXED)
 
 
 @njit(cache=True, inline="always")
@@ -783,15 +787,16 @@ def _taps_indexed(buf, ibuf, acc, iacc, col, j0, j1, d, W, C, is_min, omit):
 
 @njit(cache=True)
 def _last_axis_indexed(buf, ibuf, dst, dsti, w0, w1, c0, acc, iacc, axes, first, count, uni,
-                       W, C, is_min, omit):
-    """Indexed stage B of outputs ``[w0, w1)`` (written straight into the output row)."""
+                       W, C, is_min, omit, window):
+    """Indexed stage B of outputs ``[w0, w1)`` (written straight into the output row);
+    ``window`` as in :func:`fold_last_axis`."""
     d = axes[axes.shape[0] - 1, STEP]
     lo, hi, k, s, off = max(uni[0], w0), min(uni[1], w1), uni[2], uni[3], uni[4]
-    if C != 1 or hi <= lo:
+    if window == NO_UNIFORM or C != 1 or hi <= lo:
         lo = hi = w1
     else:
-        _fold_indexed_switch(buf, ibuf, dst, dsti, lo, hi, k, s, d, off - c0, W, c0, is_min,
-                             omit)
+        fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off - c0, W, c0, is_min,
+                             omit, window)
     if lo > w0:  # (no call for an empty range)
         _indexed_windows(buf, ibuf, dst, dsti, w0, lo, c0, acc, iacc, axes, first, count, W, C,
                          is_min, omit)
@@ -800,29 +805,36 @@ def _last_axis_indexed(buf, ibuf, dst, dsti, w0, w1, c0, acc, iacc, axes, first,
                          is_min, omit)
 
 
-@njit(cache=True)
-def extreme_indexed_tasks(x, out, idx, t0, t1, tables, C, is_min, omit):
-    """Max/min pooling of tasks ``[t0, t1)`` with the flat spatial index of each winner.
+@functools.cache
+def extreme_indexed_tasks(window):
+    """The max/min pooling kernel that also returns the flat spatial index of each winner,
+    compiled for ``window`` (a code of :data:`UNROLLED_INDEXED`):
+    ``kernel(x, out, idx, t0, t1, tables, C, is_min, omit)`` runs tasks ``[t0, t1)``.
 
     Stage A visits rows in increasing flat index, so a plain "strictly better" keeps the
     first of equal values and only the winner's row needs keeping; stage B compares
     candidates from different columns (and rows), where the smaller flat index must win
     ties explicitly.
     """
-    W, Wo = x.shape[2] // C, out.shape[2] // C
-    whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
-    z = compute_zero(x)
-    n_buf = W * C if whole else per * C
-    # the scratch lives here, so that the task loop can borrow every array it uses
-    _extreme_indexed_tasks(x, out, idx, t0, t1, tables.axes, tables.first, tables.count,
-                           tables.l_uniform, tables.buffer, C, is_min, omit, np.full(n_buf, z),
-                           np.zeros(n_buf, np.int64), np.full(C, z), np.zeros(C, np.int64),
-                           np.zeros((4, tables.axes.shape[0] - 1), np.int64))
+
+    def kernel(x, out, idx, t0, t1, tables, C, is_min, omit):
+        W, Wo = x.shape[2] // C, out.shape[2] // C
+        whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
+        z = compute_zero(x)
+        n_buf = W * C if whole else per * C
+        # the scratch lives here, so that the task loop can borrow every array it uses
+        _extreme_indexed_tasks(x, out, idx, t0, t1, tables.axes, tables.first, tables.count,
+                               tables.l_uniform, tables.buffer, C, is_min, omit, window,
+                               np.full(n_buf, z), np.zeros(n_buf, np.int64), np.full(C, z),
+                               np.zeros(C, np.int64),
+                               np.zeros((4, tables.axes.shape[0] - 1), np.int64))
+
+    return njit(cache=True, nogil=True)(kernel)
 
 
 @njit(cache=True)
 def _extreme_indexed_tasks(x, out, idx, t0, t1, axes, first, count, uni, buffer, C, is_min,
-                           omit, buf, ibuf, acc, iacc, ow):
+                           omit, window, buf, ibuf, acc, iacc, ow):
     x, out, idx = _borrowed(x), _borrowed(out), _borrowed(idx)
     buf, ibuf, acc, iacc, ow = _borrowed(buf), _borrowed(ibuf), _borrowed(acc), \
         _borrowed(iacc), _borrowed(ow)
@@ -840,7 +852,7 @@ def _extreme_indexed_tasks(x, out, idx, t0, t1, axes, first, count, uni, buffer,
         dsti = idx[p, ro]
         w0 = part * per
         end = min(Wo, w0 + per)
-        j0 = 0
+        j0 = _ZERO
         while w0 < end:  # one block (the whole row), unless the row is long
             w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
             n = (c1 - c0) * C
@@ -848,7 +860,7 @@ def _extreme_indexed_tasks(x, out, idx, t0, t1, axes, first, count, uni, buffer,
             _rows_indexed(x, p, block, iblock, c0 * C, r0, n_rows, ow, axes, is_min, omit)
             if j1 == 0:
                 _last_axis_indexed(block, iblock, dst, dsti, w0, w1, c0, acc, iacc, axes, first,
-                                   count, uni, W, C, is_min, omit)
+                                   count, uni, W, C, is_min, omit, window)
                 w0 = w1
                 continue
             _taps_indexed(block, iblock, acc, iacc, c0, j0, j1, d, W, C, is_min, omit)
@@ -860,16 +872,9 @@ def _extreme_indexed_tasks(x, out, idx, t0, t1, axes, first, count, uni, buffer,
             for c in range(C):
                 store(vals, c, acc[c])
                 inds[c] = iacc[c]
-            j0 = 0
+            j0 = _ZERO
             w0 = w1
 
-
-@njit(parallel=True, cache=True)
-def extreme_indexed_parallel(x, out, idx, n_chunks, tables, C, is_min, omit):
-    n_tasks = _task_count(x.shape, out.shape, tables.buffer, C)
-    for k in prange(n_chunks):
-        extreme_indexed_tasks(x, out, idx, k * n_tasks // n_chunks,
-                              (k + 1) * n_tasks // n_chunks, tables, C, is_min, omit)
 
 
 # --------------------------------------------------------------------------- sums
@@ -977,34 +982,74 @@ def _finish(dst, obuf, nobuf, w0, w1, axes, count, div, C, outer_div, outer_taps
                 store(vals, i, _finish_value(obuf[i], d, finish, power))
 
 
-@njit(cache=True)
-def sum_tasks(x, out, t0, t1, tables, C, acc_zero, transform, power, eps, finish, omit,
-              divisor_override):
-    """Window sums, turned into means / Lp norms / GeM by ``finish``.
+def count_last_axis(nbuf, nobuf, axes, first, count, uni, C, w0, w1, c0, omit, window):
+    """Stage B of the NaN counts under ``omit`` (a compile-time constant): nothing at all,
+    not even compiled, for the other NaN policies."""
+
+
+@overload(count_last_axis, prefer_literal=True, inline="always")
+def _ol_count_last_axis(nbuf, nobuf, axes, first, count, uni, C, w0, w1, c0, omit, window):
+    if not literal(omit, "omit"):
+        return lambda nbuf, nobuf, axes, first, count, uni, C, w0, w1, c0, omit, window: None
+
+    def impl(nbuf, nobuf, axes, first, count, uni, C, w0, w1, c0, omit, window):
+        fold_last_axis(nbuf, nobuf, axes, first, count, uni, C, w0, w1, c0, OP_SUM, False,
+                       False, window)
+
+    return impl
+
+
+def count_taps(nbuf, nobuf, j0, j1, d, C, omit):
+    """:func:`fold_taps` of the NaN counts under ``omit`` (as :func:`count_last_axis`)."""
+
+
+@overload(count_taps, prefer_literal=True, inline="always")
+def _ol_count_taps(nbuf, nobuf, j0, j1, d, C, omit):
+    if not literal(omit, "omit"):
+        return lambda nbuf, nobuf, j0, j1, d, C, omit: None
+
+    def impl(nbuf, nobuf, j0, j1, d, C, omit):
+        fold_taps(nbuf, nobuf, j0, j1, d, C, OP_SUM, False, False)
+
+    return impl
+
+
+@functools.cache
+def sum_tasks(window, omit):
+    """The window-sum kernel, compiled for ``window``
+    (:func:`~numbapool._cpu.specialise.window_code`) and ``omit``:
+    ``kernel(x, out, t0, t1, tables, C, acc_zero, transform, power, eps, finish,
+    divisor_override)`` runs tasks ``[t0, t1)``; the sums become means / Lp norms / GeM by
+    ``finish``.
 
     The divisor of a window is ``divisor_override`` when non-zero, else the product of the
     per-axis divisors (``tables.div``; a run window's is its tap count).  Under ``omit``
     NaNs are skipped, the divisor loses one per NaN (unless overridden) and a window of only
     NaNs gives NaN.
     """
-    W, Wo = x.shape[2] // C, out.shape[2] // C
-    whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
-    n_buf = W * C if whole else per * C
-    # the scratch lives here, so that the task loop can borrow every array it uses; NaN
-    # counts are only kept under omit
-    _sum_tasks(x, out, t0, t1, tables.axes, tables.first, tables.count, tables.l_uniform,
-               tables.div, tables.inv, tables.buffer, C, acc_zero, transform, power, eps,
-               finish, omit, divisor_override, np.full(n_buf, acc_zero),
-               np.full(_out_scratch(per, C), acc_zero),
-               np.zeros(n_buf if omit else 0, np.int64),
-               np.zeros(_out_scratch(per, C) if omit else 0, np.int64),
-               np.zeros((4, tables.axes.shape[0] - 1), np.int64), np.zeros(per))
+
+    def kernel(x, out, t0, t1, tables, C, acc_zero, transform, power, eps, finish,
+               divisor_override):
+        W, Wo = x.shape[2] // C, out.shape[2] // C
+        whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
+        n_buf = W * C if whole else per * C
+        # the scratch lives here, so that the task loop can borrow every array it uses; NaN
+        # counts are only kept under omit
+        _sum_tasks(x, out, t0, t1, tables.axes, tables.first, tables.count, tables.l_uniform,
+                   tables.div, tables.inv, tables.buffer, C, acc_zero, transform, power, eps,
+                   finish, omit, window, divisor_override, np.full(n_buf, acc_zero),
+                   np.full(_out_scratch(per, C), acc_zero),
+                   np.zeros(n_buf if omit else 0, np.int64),
+                   np.zeros(_out_scratch(per, C) if omit else 0, np.int64),
+                   np.zeros((4, tables.axes.shape[0] - 1), np.int64), np.zeros(per))
+
+    return njit(cache=True, nogil=True)(kernel)
 
 
 @njit(cache=True)
 def _sum_tasks(x, out, t0, t1, axes, first, count, uni, div, inv, buffer, C, acc_zero,
-               transform, power, eps, finish, omit, divisor_override, buf, obuf, nbuf, nobuf,
-               ow, linv):
+               transform, power, eps, finish, omit, window, divisor_override, buf, obuf, nbuf,
+               nobuf, ow, linv):
     x, out, buf, obuf, nbuf, nobuf, ow = _borrowed(x), _borrowed(out), _borrowed(buf), \
         _borrowed(obuf), _borrowed(nbuf), _borrowed(nobuf), _borrowed(ow)
     linv = _borrowed(linv)
@@ -1037,7 +1082,7 @@ def _sum_tasks(x, out, t0, t1, axes, first, count, uni, div, inv, buffer, C, acc
         dst = out[p, ro]
         w0 = part * per
         end = min(Wo, w0 + per)
-        j0 = 0
+        j0 = _ZERO
         while w0 < end:  # one block (the whole row), unless the row is long
             w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
             n = (c1 - c0) * C
@@ -1047,18 +1092,16 @@ def _sum_tasks(x, out, t0, t1, axes, first, count, uni, div, inv, buffer, C, acc
                       power, eps, omit)
             if j1 == 0:
                 fold_last_axis(block, obuf, axes, first, count, uni, C, w0, w1, c0, OP_SUM,
-                               False, False)
-                if omit:
-                    fold_last_axis(nblock, nobuf, axes, first, count, uni, C, w0, w1, c0,
-                                   OP_SUM, False, False)
+                               False, False, window)
+                count_last_axis(nblock, nobuf, axes, first, count, uni, C, w0, w1, c0, omit,
+                                window)
             else:
                 fold_taps(block, obuf, j0, j1, d, C, OP_SUM, False, False)
-                if omit:
-                    fold_taps(nblock, nobuf, j0, j1, d, C, OP_SUM, False, False)
+                count_taps(nblock, nobuf, j0, j1, d, C, omit)
                 if j1 < _window(gl, first, count, w0)[1]:
                     j0 = j1
                     continue
-                j0 = 0
+                j0 = _ZERO
             if mean_inv:
                 # means multiply by float64 reciprocals, which are much cheaper than a
                 # division per output.  For float32 data the float64 product almost always
@@ -1070,12 +1113,3 @@ def _sum_tasks(x, out, t0, t1, axes, first, count, uni, div, inv, buffer, C, acc
                 _finish(dst, obuf, nobuf, w0, w1, axes, count, div, C, outer_div, n_rows,
                         mean_only, finish, power, omit, divisor_override)
             w0 = w1
-
-
-@njit(parallel=True, cache=True)
-def sum_parallel(x, out, n_chunks, tables, C, acc_zero, transform, power, eps, finish, omit,
-                 divisor_override):
-    n_tasks = _task_count(x.shape, out.shape, tables.buffer, C)
-    for k in prange(n_chunks):
-        sum_tasks(x, out, k * n_tasks // n_chunks, (k + 1) * n_tasks // n_chunks,
-                  tables, C, acc_zero, transform, power, eps, finish, omit, divisor_override)

@@ -1,0 +1,135 @@
+"""The first-call machinery: warming the kernel cache, the INFO notice of a compile, and the
+threads that run one kernel over ranges of tasks.
+
+Compiles run in child processes with their own empty ``NUMBA_CACHE_DIR``, so that what is
+measured is a cold start, and the shared cache is left alone.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from numbapool._cpu import parallel
+from numbapool.warm import CALLS, COMMON, warm
+
+
+def _child(code, cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+COUNT_COMPILES = """
+from numba.core import event
+import numpy as np, numbapool as nbp
+seen = []
+class L(event.Listener):
+    def on_start(self, ev): seen.append(ev.data["dispatcher"].py_func.__module__)
+    def on_end(self, ev): pass
+event.register("numba:compile", L())
+nbp.global_max_pool(np.ones((2, 3, 6, 6), np.float32))
+print(sum(m.startswith("numbapool") for m in seen))
+"""
+
+
+def test_warm_fills_the_cache_for_later_processes(tmp_path):
+    proc = _child("import sys; from numbapool.warm import warm; "
+                  "print(warm(names=['global_max_pool'], jobs=1, progress=sys.stdout))",
+                  tmp_path)
+    assert "[1/1] global_max_pool (float32)" in proc.stdout
+    assert proc.stdout.strip().endswith("(1, 0)")  # one call, nothing lost in the check
+    # a later process loads the kernel: not one numbapool function compiles
+    assert _child(COUNT_COMPILES, tmp_path).stdout.split()[-1] == "0"
+
+
+def test_a_cold_process_compiles(tmp_path):
+    """The counterpart of the test above: with an empty cache the same call compiles."""
+    assert int(_child(COUNT_COMPILES, tmp_path).stdout.split()[-1]) > 0
+
+
+def test_warm_cli_help_and_names():
+    proc = subprocess.run([sys.executable, "-m", "numbapool", "warm", "--help"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "--dtypes" in proc.stdout and "--all" in proc.stdout
+    assert set(COMMON) <= set(CALLS)
+    with pytest.raises(ValueError, match="no such call"):
+        warm(names=["max_pool9d"])
+
+
+def test_every_warm_call_runs_here():
+    """Each call the warm command can make runs (in this process, on the shared cache) and
+    gives a result; integer dtypes skip the calls that do not take them."""
+    for name, call in CALLS.items():
+        assert call("float32") is not None, name
+    from numbapool.warm import run_call
+
+    run_call("pool_tokens mean", "int32")  # token pooling takes floats only: skipped
+
+
+def test_first_compile_is_announced_once_at_info(tmp_path):
+    code = ("import logging; logging.basicConfig(level=logging.INFO)\n"
+            "import numpy as np, numbapool as nbp\n"
+            "x = np.ones((1, 2, 6, 6), np.float32)\n"
+            "nbp.global_max_pool(x); nbp.global_avg_pool(x)\n")
+    proc = _child(code, tmp_path)
+    notices = [line for line in proc.stderr.splitlines() if "compiling CPU kernels" in line]
+    assert len(notices) == 1 and notices[0].startswith("INFO:numbapool:"), proc.stderr
+    assert "float32" in notices[0] and "numbapool warm" in notices[0]
+    # nothing is printed: the notice goes through logging only
+    assert proc.stdout == ""
+
+
+def test_run_split_covers_every_range_once():
+    seen = []
+
+    def kernel(tag, t0, t1, scale):
+        seen.append((tag, t0, t1, scale))
+
+    bounds = parallel.cuts(10, 3)
+    assert bounds == [0, 3, 6, 10]
+    parallel.run_split(kernel, ("k",), bounds, (2,))
+    assert sorted(seen) == [("k", 0, 3, 2), ("k", 3, 6, 2), ("k", 6, 10, 2)]
+
+
+def test_run_split_raises_a_worker_error():
+    def kernel(t0, t1):
+        if t0 > 0:
+            raise RuntimeError(f"range {t0}")
+
+    with pytest.raises(RuntimeError, match="range"):
+        parallel.run_split(kernel, (), parallel.cuts(4, 2))
+
+
+def test_threads_follow_numba_setting(monkeypatch):
+    """numba.set_num_threads governs how many ranges a large call is split into."""
+    import numba
+
+    import numbapool as nbp
+    from numbapool._cpu import spatial
+
+    calls = []
+    original = parallel.run_split
+
+    def spy(kernel, before, bounds, after=()):
+        calls.append(len(bounds) - 1)
+        return original(kernel, before, bounds, after)
+
+    monkeypatch.setattr(spatial, "run_split", spy)
+    x = np.random.default_rng(0).standard_normal((4, 8, 64, 64)).astype(np.float32)
+    want = nbp.max_pool2d(x, 2)
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread only")
+    saved = numba.get_num_threads()
+    try:
+        for n in (1, 2):
+            numba.set_num_threads(n)
+            calls.clear()
+            np.testing.assert_array_equal(nbp.max_pool2d(x, 2), want)
+            assert calls == ([] if n == 1 else [2])
+    finally:
+        numba.set_num_threads(saved)
