@@ -17,7 +17,6 @@ DESCRIPTION = "numbapool: fast, exact pooling for NumPy and CUDA arrays, built o
 EXAMPLES = """\
 examples:
   python -m numbapool demo              a quick look (compiles or loads the kernels)
-  python -m numbapool demo --batch 1    warm the kernel cache, e.g. in a Docker build
   python -m numbapool bench --quick     a smoke run of every case in seconds
   python -m numbapool bench             the full comparison (a few minutes)
   python -m numbapool warm              compile the common kernels into the cache

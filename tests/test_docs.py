@@ -187,7 +187,7 @@ def test_cli_help_is_plain_text(capsys):
     text = _help(capsys)
     assert "`" not in text  # no RST markup
     listed = re.findall(r"^ {4}(\w+) {2,}\S", text, re.M)
-    assert listed == ["demo", "bench", "info"]
+    assert listed == ["demo", "bench", "warm", "info"]
     assert "python -m numbapool demo --batch 1" in text  # the examples keep their layout
 
 

@@ -5,6 +5,7 @@ Compiles run in child processes with their own empty ``NUMBA_CACHE_DIR``, so tha
 measured is a cold start, and the shared cache is left alone.
 """
 
+import ast
 import os
 import subprocess
 import sys
@@ -133,3 +134,41 @@ def test_threads_follow_numba_setting(monkeypatch):
             assert calls == ([] if n == 1 else [2])
     finally:
         numba.set_num_threads(saved)
+
+
+ONE_WINDOW_LOOP = """
+from numba.core import event
+import numpy as np, numbapool as nbp
+seen = []
+class L(event.Listener):
+    def on_start(self, ev): seen.append(ev.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, ev): pass
+event.register("numba:compile", L())
+x = np.ones((1, 2, 8, 8), np.float32)
+nbp.max_pool2d(x, 2)
+nbp.avg_pool2d(x, 2)
+print(sorted({q for q in seen if "fold_uniform" in q or "count_" in q}))
+"""
+
+
+def test_a_call_compiles_only_its_window_loop(tmp_path):
+    """A 2x2 max pool and a 2x2 average compile the unrolled uniform loop only, not the
+    phased one nor the runtime one (a switch over specialise.UNROLLED_WINDOWS compiled them
+    all); the average under propagate compiles no NaN-count loop, only empty stand-ins."""
+    compiled = ast.literal_eval(_child(ONE_WINDOW_LOOP, tmp_path).stdout)
+    assert compiled == ["_ol_count_last_axis.<locals>.<lambda>",
+                        "_ol_count_taps.<locals>.<lambda>",
+                        "_ol_fold_uniform.<locals>.unrolled"]
+
+
+def test_window_code():
+    from numbapool._cpu.specialise import (
+        NO_UNIFORM, RUNTIME_WINDOW, UNROLLED_WINDOWS, window_code,
+    )
+
+    k3s2 = UNROLLED_WINDOWS.index((3, 2, 1))
+    assert window_code((1, 9, 3, 2, -1), 1, 1, UNROLLED_WINDOWS) == k3s2
+    assert window_code((1, 9, 5, 2, -1), 1, 1, UNROLLED_WINDOWS) == RUNTIME_WINDOW
+    assert window_code((1, 9, 3, 2, -1), 2, 1, UNROLLED_WINDOWS) == RUNTIME_WINDOW  # dilated
+    assert window_code((0, 0, 3, 2, 0), 1, 1, UNROLLED_WINDOWS) == NO_UNIFORM  # empty run
+    assert window_code((1, 9, 3, 2, -1), 1, 3, UNROLLED_WINDOWS) == NO_UNIFORM  # channels-last

@@ -21,16 +21,17 @@ import numpy as np
 from numba import njit
 
 from .. import _arith
+from .jit import helper
 from .half import compute_zero, load, store
 
 #: Independent accumulators per channels-first plane: two AVX-512 or four AVX2 registers
 #: of float32, enough to hide the latency of the compare-and-select chain.
 LANES = 32
 
-_take = njit(cache=True)(_arith.take)
+_take = helper(_arith.take)
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _first_zero(x, p, n):
     """The first element of ``x[p, :n]`` that equals zero (with its sign)."""
     for e in range(n):

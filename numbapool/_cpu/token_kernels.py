@@ -59,6 +59,7 @@ from ..token_plan import (
     M_CLS, M_LAST, M_MAX, M_MEAN, M_MEAN_SQRT_LEN, M_MIN, M_SUM, M_WEIGHTED, M_WEIGHTED_MEAN,
     Sequences,
 )
+from .jit import helper
 from .half import _u32_as_f32, load, store
 from .ieee import maximum, maximum_number, minimum, minimum_number
 from .specialise import FLAG_PAIRS, constant_switch, literal
@@ -125,7 +126,7 @@ class Parts(NamedTuple):
     tot: np.ndarray
 
 
-mask_runs = njit(cache=True)(token_plan.mask_runs)
+mask_runs = helper(token_plan.mask_runs)
 
 
 def row_values(src, vbuf):
@@ -136,7 +137,7 @@ def row_values(src, vbuf):
     """
 
 
-@njit(cache=True)
+@helper
 def _decode_half_row(src, vbuf):
     """float16 bits -> float32, exact and branch-free, so the loop vectorises.
 
@@ -194,7 +195,7 @@ def _ol_quotient(zero, s, d, inv):
     return lambda zero, s, d, inv: to(s * inv)
 
 
-@njit(cache=True)
+@helper
 def _linear_wanted(needs):
     """For each of LINEAR_ROWS, whether the modes (a :class:`~numbapool.token_plan.Needs`)
     use it."""
@@ -205,7 +206,7 @@ def _linear_wanted(needs):
 # 0) as literal arguments, a separately compiled helper would be compiled once per value.
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _position(seqs, b, j):
     return seqs.positions[seqs.first[b] + j] if seqs.indexed else seqs.first[b] + j
 
@@ -215,7 +216,7 @@ def _position(seqs, b, j):
 # dozen array calls, a noticeable share of a pooling call.
 
 
-@njit(cache=True)
+@helper
 def plan_tasks(count, n_threads, piece_min):
     """Tasks, split sequences and chunk boundaries for ``n_threads`` threads.
 
@@ -288,14 +289,14 @@ def plan_tasks(count, n_threads, piece_min):
 # combined.
 
 
-@njit(cache=True)
+@helper
 def _add(acc, v):
     """``acc += v``: the hot loop of mean pooling, one vector add."""
     for e in range(acc.shape[0]):
         acc[e] += v[e]
 
 
-@njit(cache=True)
+@helper
 def _assign(m, v):
     for e in range(m.shape[0]):
         m[e] = v[e]
@@ -327,7 +328,7 @@ _update_extreme = constant_switch(update_extreme, ("m", "v", "is_min", "omit"),
                                   ("is_min", "omit"), FLAG_PAIRS, exhaustive=True)
 
 
-@njit(cache=True)
+@helper
 def _add_update_max(acc, m, v):
     """``_add`` and a propagating max fused (mean and max together: one pass over ``v``)."""
     for e in range(acc.shape[0]):
@@ -357,7 +358,7 @@ FIRST_BLOCK = 256
 # index rather than as a row view: a view costs reference-count updates, per sequence.
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _flush(hi, r, part, first):
     """The end of a block that is not a task's last: its partial ``part`` added into the
     float64 total ``hi[r]`` (which the task's ``first`` block sets instead, so totals need
@@ -376,20 +377,20 @@ def _flush(hi, r, part, first):
             part[e] = 0
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _total(part, hi, r, flushed, e):
     """Feature ``e``'s float64 sum: the last block's ``part``, plus the earlier blocks'
     ``hi[r]`` when there were (``flushed``)."""
     return hi[r, e] + part[e] if flushed else float(part[e])
 
 
-@njit(cache=True)
+@helper
 def _plain_max(a, b):
     """``a > b ? a : b``, one instruction (``maxps``): no NaN or signed-zero rule."""
     return a if a > b else b
 
 
-@njit(cache=True)
+@helper
 def _plain_min(a, b):
     return a if a < b else b
 
@@ -426,7 +427,7 @@ _fold_step4 = constant_switch(fold_step4, ("acc", "mx", "mn", "v0", "v1", "v2", 
                               ("do_max", "do_min"), FLAG_PAIRS, exhaustive=True)
 
 
-@njit(cache=True)
+@helper
 def _fold_rows(a_sum, a_max, a_min, x, off, step, n, vbuf, do_sum, do_max, do_min):
     """Fold ``n`` token rows at ``off``, ``off + step``, ..., one at a time, into the running
     sum and IEEE max/min."""
@@ -442,7 +443,7 @@ def _fold_rows(a_sum, a_max, a_min, x, off, step, n, vbuf, do_sum, do_max, do_mi
             update_extreme(a_min, v, True, False)
 
 
-@njit(cache=True)
+@helper
 def _fold_streams(a_sum, hi, a_max, a_min, rows, x, off, step, q, do_sum, do_max, do_min):
     """Fold STREAMS streams of ``q`` rows from ``off``, stream ``s`` starting at
     ``off + s*q*step``, into the blocked sum (partial ``a_sum``, flushed into the total
@@ -469,7 +470,7 @@ def _fold_streams(a_sum, hi, a_max, a_min, rows, x, off, step, q, do_sum, do_max
         end = min(k + BLOCK, q)
 
 
-@njit(cache=True)
+@helper
 def _unsure(a_sum, hi, flushed, a_max, a_min, do_max, do_min):
     """Whether plain compares may have got a run's max or min wrong: a NaN among its values
     (which makes the sum NaN: its last block ``a_sum`` or, when ``flushed``, the earlier
@@ -484,7 +485,7 @@ def _unsure(a_sum, hi, flushed, a_max, a_min, do_max, do_min):
     return bad
 
 
-@njit(cache=True)
+@helper
 def _fold_run(a_sum, hi, a_max, a_min, rows, x, off, step, n, do_sum, do_max, do_min):
     """The common modes (sum, max, min; NaN propagating) over a run of ``n`` plain tokens.
 
@@ -524,13 +525,13 @@ def _fold_run(a_sum, hi, a_max, a_min, rows, x, off, step, n, do_sum, do_max, do
     return flushed
 
 
-@njit(cache=True)
+@helper
 def _add_scaled(acc, v, c):
     for e in range(acc.shape[0]):
         acc[e] += c * v[e]
 
 
-@njit(cache=True)
+@helper
 def _add_scaled_omit(acc, den, v, c, zero):
     """``acc += c * v`` and ``den += c`` where ``v`` is not NaN."""
     for e in range(acc.shape[0]):
@@ -539,19 +540,19 @@ def _add_scaled_omit(acc, den, v, c, zero):
         den[e] += c if ok else zero
 
 
-@njit(cache=True)
+@helper
 def _add_omit(acc, v, zero):
     for e in range(acc.shape[0]):
         acc[e] += v[e] if v[e] == v[e] else zero
 
 
-@njit(cache=True)
+@helper
 def _count_valid(cnt, v):
     for e in range(cnt.shape[0]):
         cnt[e] += v[e] == v[e]
 
 
-@njit(cache=True)
+@helper
 def _linear(acc, den, v, c, zero, omit):
     if omit:
         _add_scaled_omit(acc, den, v, c, zero)
@@ -559,7 +560,7 @@ def _linear(acc, den, v, c, zero, omit):
         _add_scaled(acc, v, c)
 
 
-@njit(cache=True)
+@helper
 def _score_max(seqs, coefs, b, n):
     m = -np.inf
     for j in range(n):
@@ -567,7 +568,7 @@ def _score_max(seqs, coefs, b, n):
     return m
 
 
-@njit(cache=True)
+@helper
 def _flush_linear(acc, hi, wanted, first):
     """:func:`_flush` of each wanted linear row of ``acc`` into its row of ``hi``."""
     for i in range(len(LINEAR_ROWS)):
@@ -575,7 +576,7 @@ def _flush_linear(acc, hi, wanted, first):
             _flush(hi, LINEAR_ROWS[i], acc[LINEAR_ROWS[i]], first)
 
 
-@njit(cache=True)
+@helper
 def accumulate(x, acc, hi, cnt, tot, rows, b, j0, j1, arena, seqs, coefs, needs, omit,
                zero):
     """Fold tokens ``[j0, j1)`` of sequence ``b`` into ``acc`` (rows A_*), ``hi``, ``cnt``,
@@ -660,7 +661,7 @@ def accumulate(x, acc, hi, cnt, tot, rows, b, j0, j1, arena, seqs, coefs, needs,
 # output's).
 
 
-@njit(cache=True)
+@helper
 def _ratio(o, acc, den, hi, r, r_den, flushed, cnt, total, zero, omit):
     """``acc / total`` into ``o``; a zero total leaves ``acc`` (0, or NaN under propagate).
 
@@ -686,7 +687,7 @@ def _ratio(o, acc, den, hi, r, r_den, flushed, cnt, total, zero, omit):
             store(o, e, cast(zero, _total(acc, hi, r, flushed, e)))
 
 
-@njit(cache=True)
+@helper
 def _sum_out(o, acc, hi, flushed, cnt, zero, omit):
     """The sum; under omit a feature whose tokens are all NaN gives NaN."""
     nan = cast(zero, np.nan)
@@ -695,7 +696,7 @@ def _sum_out(o, acc, hi, flushed, cnt, zero, omit):
         store(o, e, nan if omit and cnt[e] == 0 else s)
 
 
-@njit(cache=True)
+@helper
 def _mean(o, acc, hi, flushed, cnt, n, sqrt, zero, omit):
     """``sum / n`` (or ``/ sqrt(n)``); under omit n is each feature's count of non-NaNs."""
     if omit:
@@ -717,13 +718,13 @@ def _mean(o, acc, hi, flushed, cnt, n, sqrt, zero, omit):
                 store(o, e, quotient(zero, float(acc[e]), d, inv))
 
 
-@njit(cache=True)
+@helper
 def _copy_token(o, x, off):
     for e in range(o.shape[0]):
         store(o, e, load(x, off + e))
 
 
-@njit(cache=True)
+@helper
 def finish(dst, x, acc, hi, cnt, tot, b, arena, seqs, codes, omit, zero):
     """Write every mode's slot of ``dst`` (``out[b]``) from a whole sequence's accumulators
     (:func:`accumulate`'s)."""
@@ -832,7 +833,7 @@ def combine_tasks(x, out, s0, s1, arena, seqs, splits, codes, needs, omit, zero,
         finish(out[b], x, acc, hi, cnt, tot, b, arena, seqs, codes, omit, zero)
 
 
-@njit(cache=True)
+@helper
 def _sequences(masked, mask, runs):
     """The :class:`~numbapool.token_plan.Sequences` of the rows of the bool ``mask`` when
     ``masked``, else of ``runs = (first, count)`` (packed, or no mask)."""
@@ -841,7 +842,7 @@ def _sequences(masked, mask, runs):
     return Sequences(runs[0], runs[1], np.zeros(0, np.int64), False)
 
 
-@njit(cache=True)
+@helper
 def _part_rows(n, D, zero):
     """:class:`Parts` with ``n`` rows, one for each piece of a split sequence."""
     return Parts(np.empty((n, N_ACC, D), np.asarray(zero).dtype), np.empty((n, N_ACC, D)),

@@ -49,17 +49,18 @@ from numba.extending import intrinsic, overload
 
 from .. import _arith
 from ..plan import BASE, HI, K, LO, OFF, OUT, ROWS, STEP, S
+from .jit import helper
 from .half import compute_zero, load, store
 from .specialise import (
     LOOP_CONTIGUOUS, LOOP_WINDOW_MAJOR, NO_UNIFORM, OP_EXTREME, OP_SUM, PHASED_WINDOWS,
     UNROLLED_INDEXED, UNROLLED_WINDOWS, literal, runtime_loop,
 )
 
-_take = njit(cache=True)(_arith.take)
-_runtime_loop = njit(cache=True, inline="always")(runtime_loop)
-_take_indexed = njit(cache=True)(_arith.take_indexed)
-_transform = njit(cache=True)(_arith.transform)
-_finish_value = njit(cache=True)(_arith.finish)
+_take = helper(_arith.take)
+_runtime_loop = helper(runtime_loop, inline="always")
+_take_indexed = helper(_arith.take_indexed)
+_transform = helper(_arith.transform)
+_finish_value = helper(_arith.finish)
 
 
 @intrinsic
@@ -96,7 +97,7 @@ def _borrowed(typingctx, arr):
 # non-empty ranges.
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _axis(axes, a):
     """The scalars of axis ``a``: ``(lo, hi, k, s, off, base, step)`` (columns of
     :class:`~numbapool.plan.WindowTables`)."""
@@ -104,7 +105,7 @@ def _axis(axes, a):
             axes[a, STEP])
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _edge(g, o):
     """``-1`` when window ``o`` of axis ``g`` (see :func:`_axis`) is in the axis's run, where
     it reads ``g[2]`` taps from ``o * g[3] + g[4]``; otherwise its index in the edge tables
@@ -133,7 +134,7 @@ def row_layout(buffer, W, Wo, C):
     return False, per, (Wo + per - 1) // per
 
 
-_row_layout = njit(cache=True, inline="always")(row_layout)
+_row_layout = helper(row_layout, inline="always")
 
 
 def task_count(x_shape, out_shape, buffer, C):
@@ -142,7 +143,7 @@ def task_count(x_shape, out_shape, buffer, C):
     return out_shape[0] * out_shape[1] * parts
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _task(t, parts, ro_count):
     """``(plane, output row, part)`` of task ``t`` (no division for rows of one part)."""
     row, part = t, 0
@@ -153,7 +154,7 @@ def _task(t, parts, ro_count):
     return p, row - p * ro_count, part
 
 
-@njit(cache=True)
+@helper
 def _outer_windows(axes, first, count, ro, ow):
     """Output row ``ro``'s position (``ow[0]``), window start (``ow[1]``) and tap count
     (``ow[2]``) along each outer axis; returns the number of input rows of its window.
@@ -176,7 +177,7 @@ def _outer_windows(axes, first, count, ro, ow):
     return n
 
 
-@njit(cache=True)
+@helper
 def _outer_row(k, ow, axes):
     """Flat input row of outer window tap ``k`` (row-major over the outer axes, so rows come
     in increasing order); called with k = 0, 1, 2, ... in turn: ``ow[3]`` is the odometer."""
@@ -197,7 +198,7 @@ def _outer_row(k, ow, axes):
     return r
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _task_rows(t, parts, ro_count, axes, first, count, ow):
     """``(plane, output row, part, r0, n_rows)`` of task ``t``: with one outer axis the
     output row reads ``n_rows`` input rows from ``r0``; with more, ``r0 == 0`` and
@@ -209,7 +210,7 @@ def _task_rows(t, parts, ro_count, axes, first, count, ow):
     return p, ro, part, 0, _outer_windows(axes, first, count, ro, ow)
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _window(g, first, count, o):
     """``(first, count)`` of window ``o`` of axis ``g`` (see :func:`_axis`)."""
     e = _edge(g, o)
@@ -218,7 +219,7 @@ def _window(g, first, count, o):
     return first[e], count[e]
 
 
-@njit(cache=True)
+@helper
 def _next_block(axes, first, count, w0, j0, end, cols):
     """The next block of last-axis outputs, from ``w0``, that ``cols`` buffer columns hold.
 
@@ -264,7 +265,7 @@ def _next_block(axes, first, count, w0, j0, end, cols):
 _ZERO = np.int64(0)
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _block(whole, W, Wo, axes, first, count, w0, j0, end, cols):
     """The whole row when it fits the buffers, else :func:`_next_block`."""
     if whole:
@@ -355,7 +356,7 @@ def _ol_fold_taps(buf, obuf, j0, j1, d, C, op, is_min, omit):
     return impl
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _out_scratch(per, C):
     """Elements of an output buffer for ``per`` outputs of ``C`` channels: the outputs, then
     room for the even/odd split of :func:`fold_uniform`'s stride-2 loop."""
@@ -450,7 +451,7 @@ def _ol_fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit, window):
     return impl
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _uniform_part(uni, C, w0, w1):
     """``(lo, hi)``: the outputs of ``[w0, w1)`` that stage B folds with its uniform loops
     (channels-first rows only); ``lo == hi == w1`` when there are none."""
@@ -536,7 +537,7 @@ def _ol_input_row(x, p, r, e0, e1, buf):
     return lambda x, p, r, e0, e1, buf: _as_type_of(x[p, r, e0:e1], buf)
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _rows_extreme(x, p, buf, e0, r0, n_rows, ow, axes, is_min, omit):
     """Stage A of max/min: the outer window's rows, elements ``[e0, e0 + len(buf))``; rows
     ``r0 + k * step`` along a single outer axis, else those of :func:`_outer_row`."""
@@ -558,7 +559,7 @@ def _ol_has_signed_zeros(a):
     return lambda a: value
 
 
-@njit(cache=True)
+@helper
 def _first_zeros(x, p, obuf, w0, w1, C, r0, n_rows, ow, axes, first, count):
     """Give each zero of ``obuf`` (last-axis outputs ``[w0, w1)`` of one output row) the first
     zero of its window in row-major window order (rows as in :func:`_rows_extreme`).
@@ -613,7 +614,7 @@ def extreme_tasks(window):
     return njit(cache=True, nogil=True)(kernel)
 
 
-@njit(cache=True)
+@helper
 def _extreme_tasks(x, out, t0, t1, axes, first, count, uni, buffer, C, is_min, omit, window,
                    buf, obuf, ow):
     x, out, buf, obuf, ow = _borrowed(x), _borrowed(out), _borrowed(buf), _borrowed(obuf), \
@@ -707,7 +708,7 @@ def _ol_fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, 
     return impl
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _rows_indexed(x, p, buf, ibuf, e0, r0, n_rows, ow, axes, is_min, omit):
     """Stage A of indexed max/min over elements ``[e0, e0 + len(buf))`` (rows as in
     :func:`_rows_extreme`): the winner of each element and its input row."""
@@ -731,7 +732,7 @@ def _rows_indexed(x, p, buf, ibuf, e0, r0, n_rows, ow, axes, is_min, omit):
                 ibuf[e] = r if take else ibuf[e]
 
 
-@njit(cache=True)
+@helper
 def _indexed_windows(buf, ibuf, dst, dsti, v0, v1, c0, acc, iacc, axes, first, count, W, C,
                      is_min, omit):
     """Indexed stage B of last-axis outputs ``[v0, v1)`` of any window shape, into the output
@@ -762,7 +763,7 @@ def _indexed_windows(buf, ibuf, dst, dsti, v0, v1, c0, acc, iacc, axes, first, c
             inds[c] = iacc[c]
 
 
-@njit(cache=True)
+@helper
 def _taps_indexed(buf, ibuf, acc, iacc, col, j0, j1, d, W, C, is_min, omit):
     """Indexed stage B of taps ``[j0, j1)`` of one window wider than the buffer, into
     ``acc``/``iacc`` (started at ``j0 == 0``); tap ``j0`` is ``buf``'s first column, input
@@ -785,7 +786,7 @@ def _taps_indexed(buf, ibuf, acc, iacc, col, j0, j1, d, W, C, is_min, omit):
             iacc[c] = vi if take else iacc[c]
 
 
-@njit(cache=True)
+@helper
 def _last_axis_indexed(buf, ibuf, dst, dsti, w0, w1, c0, acc, iacc, axes, first, count, uni,
                        W, C, is_min, omit, window):
     """Indexed stage B of outputs ``[w0, w1)`` (written straight into the output row);
@@ -832,7 +833,7 @@ def extreme_indexed_tasks(window):
     return njit(cache=True, nogil=True)(kernel)
 
 
-@njit(cache=True)
+@helper
 def _extreme_indexed_tasks(x, out, idx, t0, t1, axes, first, count, uni, buffer, C, is_min,
                            omit, window, buf, ibuf, acc, iacc, ow):
     x, out, idx = _borrowed(x), _borrowed(out), _borrowed(idx)
@@ -880,7 +881,7 @@ def _extreme_indexed_tasks(x, out, idx, t0, t1, axes, first, count, uni, buffer,
 # --------------------------------------------------------------------------- sums
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _rows_sum(x, p, buf, nbuf, e0, r0, n_rows, ow, axes, acc_zero, transform, power, eps,
               omit):
     """Stage A: element-wise sum (of transformed values) of the outer window's rows, over
@@ -920,7 +921,7 @@ def _rows_sum(x, p, buf, nbuf, e0, r0, n_rows, ow, axes, acc_zero, transform, po
                 buf[e] += _transform(load(src, e), transform, power, eps)
 
 
-@njit(cache=True)
+@helper
 def _store_means(vals, obuf, linv, outer_inv, C):
     """``vals[i] = obuf[i] * (outer_inv * linv[i // C])``: means from sums.
 
@@ -938,7 +939,7 @@ def _store_means(vals, obuf, linv, outer_inv, C):
             store(out_c, c, sums[c] * scale)
 
 
-@njit(cache=True)
+@helper
 def _inverses(linv, w0, w1, g, inv):
     """``linv[o - w0]``: the reciprocal divisor of last-axis output ``o`` (axis ``g``), for
     ``w0 <= o < w1``; ``inv`` is ``tables.inv``."""
@@ -948,7 +949,7 @@ def _inverses(linv, w0, w1, g, inv):
         linv[o - w0] = run if e < 0 else inv[e]
 
 
-@njit(cache=True)
+@helper
 def _finish(dst, obuf, nobuf, w0, w1, axes, count, div, C, outer_div, outer_taps, mean_only,
             finish, power, omit, divisor_override):
     """Write the finished values of last-axis outputs ``[w0, w1)`` into the output row from
@@ -1046,7 +1047,7 @@ def sum_tasks(window, omit):
     return njit(cache=True, nogil=True)(kernel)
 
 
-@njit(cache=True)
+@helper
 def _sum_tasks(x, out, t0, t1, axes, first, count, uni, div, inv, buffer, C, acc_zero,
                transform, power, eps, finish, omit, window, divisor_override, buf, obuf, nbuf,
                nobuf, ow, linv):
