@@ -216,19 +216,28 @@ def _captured_plan(pool, x):
     return seen[0], result
 
 
-def _spatial_params(plan, tables):
-    """The serial kernel the runner picks for ``plan`` on ``tables``, and its trailing
-    arguments."""
+def _spatial_call(plan, tables, xc, out):
+    """The serial kernel the runner picks for ``plan`` on ``tables`` and its arguments, to
+    run every task of canonical ``xc`` into ``out``."""
     last = plan.axes[-1]
     run = tuple(int(v) for v in tables.l_uniform)
     window = window_code(run, last.step, plan.channels, UNROLLED_WINDOWS)
+    geometry = (tables.axes, tables.first, tables.count, tables.l_uniform)
+    n_tasks = window_kernels.task_count(xc.shape, out.shape, tables.buffer, plan.channels)
     if plan.reducer in ("max", "min"):
-        return window_kernels.extreme_tasks(window), (tables, plan.channels,
-                                                      plan.reducer == "min", plan.omit_nan)
-    return window_kernels.sum_tasks(window, plan.omit_nan), (
-        tables, plan.channels, plan.acc_dtype.type(0), TRANSFORMS[plan.transform],
-        float(plan.power), float(plan.eps), FINISHES[plan.finish],
-        float(plan.divisor_override))
+        family, kernel = "windows_extreme", window_kernels.extreme_tasks(window)
+        params = (*geometry, tables.buffer, plan.channels, plan.reducer == "min",
+                  plan.omit_nan)
+        dtype = xc.dtype
+    else:
+        family, kernel = "windows_sum", window_kernels.sum_tasks(window, plan.omit_nan)
+        params = (*geometry, tables.div, tables.inv, tables.buffer, plan.channels,
+                  plan.acc_dtype.type(0), TRANSFORMS[plan.transform], float(plan.power),
+                  float(plan.eps), FINISHES[plan.finish], float(plan.divisor_override))
+        dtype = plan.acc_dtype
+    scratch = window_kernels.task_scratch(family, xc.shape, out.shape, tables, plan.channels,
+                                          dtype, plan.omit_nan)
+    return kernel, (xc, out, 0, n_tasks, *params, *scratch)
 
 
 # --------------------------------------------------------------------------- 3. unrolled taps
@@ -255,15 +264,14 @@ def test_window_taps(benchmark, pool, variant):
     plan, expected = _captured_plan(WINDOW_POOLS[pool], x)
     assert plan.tables.l_uniform[1] > plan.tables.l_uniform[0]  # the interior is a run
     xc = x.reshape(plan.canonical_in_shape)
-    n_tasks = plan.canonical_out_shape[0] * plan.canonical_out_shape[1]
     calls = {}
     for name, tables in zip(TAP_VARIANTS, (plan.tables, _no_uniform_run(plan.tables))):
-        kernel, params = _spatial_params(plan, tables)
         out = np.empty(plan.canonical_out_shape, plan.out_dtype)
-        kernel(xc, out, 0, n_tasks, *params)
+        kernel, args = _spatial_call(plan, tables, xc, out)
+        kernel(*args)
         # both combine the same taps in the same order: each equals the public result
         np.testing.assert_array_equal(out.reshape(expected.shape), expected)
-        calls[name] = (kernel, (xc, out, 0, n_tasks) + params)
+        calls[name] = (kernel, args)
     benchmark.group = f"3 window taps: {pool} {'x'.join(map(str, x.shape))} float32"
     kernel, args = calls[variant]
     _timed(benchmark, kernel, *args)
@@ -288,10 +296,9 @@ def test_global_mean(benchmark, variant):
     flat_out = np.empty(planes, plan.out_dtype)
     rows_in = x.reshape(plan.canonical_in_shape)
     rows_out = np.empty(plan.canonical_out_shape, plan.out_dtype)
-    kernel, params = _spatial_params(plan, plan.tables)
     calls = {"plane_mean": (plane_kernels.plane_mean_tasks,
                             (flat_in, flat_out, 0, planes, zero)),
-             "row_sums": (kernel, (rows_in, rows_out, 0, planes * rows_out.shape[1]) + params)}
+             "row_sums": _spatial_call(plan, plan.tables, rows_in, rows_out)}
     for fn, args in calls.values():
         fn(*args)
     # both sum in plan.acc_dtype (float64 here), in different orders

@@ -85,16 +85,18 @@ def test_first_compile_is_announced_once_at_info(tmp_path):
     assert proc.stdout == ""
 
 
-def test_run_split_covers_every_range_once():
+def test_run_split_covers_every_range_once_with_its_own_scratch():
     seen = []
 
-    def kernel(tag, t0, t1, scale):
-        seen.append((tag, t0, t1, scale))
+    def kernel(tag, t0, t1, scale, buf):
+        seen.append((tag, t0, t1, scale, id(buf)))
 
     bounds = parallel.cuts(10, 3)
     assert bounds == [0, 3, 6, 10]
-    parallel.run_split(kernel, ("k",), bounds, (2,))
-    assert sorted(seen) == [("k", 0, 3, 2), ("k", 3, 6, 2), ("k", 6, 10, 2)]
+    buffers = []  # kept alive, so that no two can share an id
+    parallel.run_split(kernel, ("k",), bounds, (2,), lambda: (buffers.append([]) or buffers[-1],))
+    assert sorted(s[:4] for s in seen) == [("k", 0, 3, 2), ("k", 3, 6, 2), ("k", 6, 10, 2)]
+    assert len({s[4] for s in seen}) == 3
 
 
 def test_run_split_raises_a_worker_error():
@@ -116,9 +118,9 @@ def test_threads_follow_numba_setting(monkeypatch):
     calls = []
     original = parallel.run_split
 
-    def spy(kernel, before, bounds, after=()):
+    def spy(kernel, before, bounds, after=(), scratch=tuple):
         calls.append(len(bounds) - 1)
-        return original(kernel, before, bounds, after)
+        return original(kernel, before, bounds, after, scratch)
 
     monkeypatch.setattr(spatial, "run_split", spy)
     x = np.random.default_rng(0).standard_normal((4, 8, 64, 64)).astype(np.float32)

@@ -52,15 +52,16 @@ def cuts(n_tasks: int, n_parts: int) -> list:
     return [n_tasks * k // n_parts for k in range(n_parts + 1)]
 
 
-def run_split(kernel, before, bounds, after=()):
-    """``kernel(*before, bounds[k], bounds[k + 1], *after)`` for every ``k``, concurrently:
-    the first range on this thread, the others on the pool's threads.  Returns when all are
-    done; an exception raised by any range is raised here."""
+def run_split(kernel, before, bounds, after=(), scratch=tuple):
+    """``kernel(*before, bounds[k], bounds[k + 1], *after, *scratch())`` for every ``k``,
+    concurrently: the first range on this thread, the others on the pool's threads, each
+    with scratch arrays of its own.  Returns when all are done; an exception raised by any
+    range is raised here."""
     pool = _executor()
-    futures = [pool.submit(kernel, *before, bounds[k], bounds[k + 1], *after)
+    futures = [pool.submit(kernel, *before, bounds[k], bounds[k + 1], *after, *scratch())
                for k in range(1, len(bounds) - 1)]
     try:
-        kernel(*before, bounds[0], bounds[1], *after)
+        kernel(*before, bounds[0], bounds[1], *after, *scratch())
     finally:
         for f in futures:
             f.result()

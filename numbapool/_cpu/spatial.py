@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -37,13 +39,15 @@ def run_spatial(plan, x, out, result_shape):
 
 class _Launch(NamedTuple):
     """A kernel family chosen for a plan: its entry point (``kernel(*arrays, t0, t1,
-    *params)`` runs tasks ``[t0, t1)``), its arguments and the number of tasks."""
+    *params, *scratch())`` runs tasks ``[t0, t1)``), its arguments, the number of tasks
+    and the maker of a range's scratch arrays."""
 
     name: str
     kernel: object
     arrays: tuple
     params: tuple
     n_tasks: int
+    scratch: Callable[[], tuple] = tuple
 
 
 def _run_kernels(plan, x, out, indices=None):
@@ -53,9 +57,10 @@ def _run_kernels(plan, x, out, indices=None):
     launch = _choose(plan, x, out, indices)
     n = launch.n_tasks
     if use_parallel(x.size, n):
-        run_split(launch.kernel, launch.arrays, cuts(n, min(n, thread_count())), launch.params)
+        run_split(launch.kernel, launch.arrays, cuts(n, min(n, thread_count())), launch.params,
+                  launch.scratch)
     else:
-        launch.kernel(*launch.arrays, 0, n, *launch.params)
+        launch.kernel(*launch.arrays, 0, n, *launch.params, *launch.scratch())
 
 
 def _kernel_name(plan):
@@ -95,16 +100,23 @@ def _choose(plan, x, out, indices):
     last = plan.axes[-1]
     shapes = UNROLLED_INDEXED if name == "windows_indexed" else UNROLLED_WINDOWS
     window = window_code(last.run, last.step, plan.channels, shapes)
+    geometry = (tables.axes, tables.first, tables.count, tables.l_uniform)
+    # the row buffers hold what the loops load: float32 for float16 data
+    loaded = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
+    scratch_dtype = plan.acc_dtype if name == "windows_sum" else loaded
+    scratch = functools.partial(kernels.task_scratch, name, x.shape, out.shape, tables,
+                                plan.channels, scratch_dtype, plan.omit_nan)
     if name == "windows_indexed":
         return _Launch(name, kernels.extreme_indexed_tasks(window), arrays + (indices,),
-                       (tables, plan.channels, *flags), n_tasks)
+                       (*geometry, tables.buffer, plan.channels, *flags), n_tasks, scratch)
     if name == "windows_extreme":
         return _Launch(name, kernels.extreme_tasks(window), arrays,
-                       (tables, plan.channels, *flags), n_tasks)
-    params = (tables, plan.channels, plan.acc_dtype.type(0), TRANSFORMS[plan.transform],
-              float(plan.power), float(plan.eps), FINISHES[plan.finish],
-              float(plan.divisor_override))
-    return _Launch(name, kernels.sum_tasks(window, plan.omit_nan), arrays, params, n_tasks)
+                       (*geometry, tables.buffer, plan.channels, *flags), n_tasks, scratch)
+    params = (*geometry, tables.div, tables.inv, tables.buffer, plan.channels,
+              plan.acc_dtype.type(0), TRANSFORMS[plan.transform], float(plan.power),
+              float(plan.eps), FINISHES[plan.finish], float(plan.divisor_override))
+    return _Launch(name, kernels.sum_tasks(window, plan.omit_nan), arrays, params, n_tasks,
+                   scratch)
 
 
 def _kernel_arrays(*arrays):

@@ -50,7 +50,7 @@ from numba.extending import intrinsic, overload
 from .. import _arith
 from ..plan import BASE, HI, K, LO, OFF, OUT, ROWS, STEP, S
 from .jit import helper
-from .half import compute_zero, load, store
+from .half import load, store
 from .specialise import (
     LOOP_CONTIGUOUS, LOOP_WINDOW_MAJOR, NO_UNIFORM, OP_EXTREME, OP_SUM, PHASED_WINDOWS,
     UNROLLED_INDEXED, UNROLLED_WINDOWS, literal, runtime_loop,
@@ -356,11 +356,31 @@ def _ol_fold_taps(buf, obuf, j0, j1, d, C, op, is_min, omit):
     return impl
 
 
-@helper(inline="always")
 def _out_scratch(per, C):
     """Elements of an output buffer for ``per`` outputs of ``C`` channels: the outputs, then
     room for the even/odd split of :func:`fold_uniform`'s stride-2 loop."""
     return per * C + 2 * per + 2
+
+
+def task_scratch(family, x_shape, out_shape, tables, C, dtype, omit=False):
+    """The scratch arrays of one range of tasks of a window kernel family
+    (``"windows_extreme"``, ``"windows_indexed"`` or ``"windows_sum"``): row buffers of
+    ``dtype`` (the loads' type, or the sums' accumulator), int64 winners' rows or NaN
+    counts (``omit``), the outer-window odometer ``ow`` and the sums' reciprocal divisors.
+    Each thread's range gets its own."""
+    W, Wo = x_shape[2] // C, out_shape[2] // C
+    whole, per, _ = row_layout(tables.buffer, W, Wo, C)
+    n_buf = W * C if whole else per * C
+    n_obuf = _out_scratch(per, C)
+    ow = np.zeros((4, tables.axes.shape[0] - 1), np.int64)
+    if family == "windows_extreme":
+        return np.zeros(n_buf, dtype), np.zeros(n_obuf, dtype), ow
+    if family == "windows_indexed":
+        return (np.zeros(n_buf, dtype), np.zeros(n_buf, np.int64), np.zeros(C, dtype),
+                np.zeros(C, np.int64), ow)
+    counts = (n_buf, n_obuf) if omit else (0, 0)  # NaN counts are only kept under omit
+    return (np.zeros(n_buf, dtype), np.zeros(n_obuf, dtype), np.zeros(counts[0], np.int64),
+            np.zeros(counts[1], np.int64), ow, np.zeros(per))
 
 
 def fold_uniform(buf, obuf, lo, hi, k, s, d, off, op, is_min, omit, window):
@@ -598,72 +618,61 @@ def _first_zeros(x, p, obuf, w0, w1, C, r0, n_rows, ow, axes, first, count):
 def extreme_tasks(window):
     """The max (or min) pooling kernel, values only, compiled for the window code
     ``window`` (:func:`~numbapool._cpu.specialise.window_code`):
-    ``kernel(x, out, t0, t1, tables, C, is_min, omit)`` runs tasks ``[t0, t1)``."""
+    ``kernel(x, out, t0, t1, axes, first, count, uni, buffer, C, is_min, omit, *scratch)``
+    runs tasks ``[t0, t1)``.  ``axes`` to ``buffer`` are the plan's
+    :class:`~numbapool.plan.WindowTables` (``uni`` its ``l_uniform``), ``scratch`` the
+    range's own arrays (:func:`task_scratch`): the caller allocates them, so that the task
+    loop, the kernel itself, can borrow every array it uses.
+    """
 
-    def kernel(x, out, t0, t1, tables, C, is_min, omit):
-        W, Wo = x.shape[2] // C, out.shape[2] // C
-        whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
-        z = compute_zero(x)
-        # the scratch lives here, so that the task loop can borrow every array it uses
-        _extreme_tasks(x, out, t0, t1, tables.axes, tables.first, tables.count,
-                       tables.l_uniform, tables.buffer, C, is_min, omit, window,
-                       np.full(W * C if whole else per * C, z),
-                       np.full(_out_scratch(per, C), z),
-                       np.zeros((4, tables.axes.shape[0] - 1), np.int64))
+    def kernel(x, out, t0, t1, axes, first, count, uni, buffer, C, is_min, omit, buf, obuf,
+               ow):
+        x, out, buf, obuf, ow = _borrowed(x), _borrowed(out), _borrowed(buf), _borrowed(obuf), \
+            _borrowed(ow)
+        axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
+            _borrowed(uni)
+        n_outer = axes.shape[0] - 1
+        W = x.shape[2] // C
+        Wo = out.shape[2] // C
+        whole, per, parts = _row_layout(buffer, W, Wo, C)
+        ro_count = out.shape[1]
+        d = axes[n_outer, STEP]
+        for t in range(t0, t1):
+            p, ro, part, r0, n_rows = _task_rows(t, parts, ro_count, axes, first, count, ow)
+            dst = out[p, ro]
+            w0 = part * per
+            end = min(Wo, w0 + per)
+            j0 = _ZERO
+            while w0 < end:  # one block (the whole row), unless the row is long
+                w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
+                if n_rows == 1 and reads_rows(x, buf):  # stage A would only copy the row
+                    r = r0 if n_outer == 1 else _outer_row(_ZERO, ow, axes)
+                    block = input_row(x, p, r, c0 * C, c1 * C, buf)
+                else:
+                    block = buf[:(c1 - c0) * C]
+                    _rows_extreme(x, p, block, c0 * C, r0, n_rows, ow, axes, is_min, omit)
+                if j1 == 0:
+                    fold_last_axis(block, obuf, axes, first, count, uni, C, w0, w1, c0, OP_EXTREME,
+                                   is_min, omit, window)
+                else:
+                    fold_taps(block, obuf, j0, j1, d, C, OP_EXTREME, is_min, omit)
+                    if j1 < _window(_axis(axes, n_outer), first, count, w0)[1]:
+                        j0 = j1
+                        continue
+                    j0 = _ZERO
+                vals = dst[w0 * C:w1 * C]
+                if has_signed_zeros(obuf):
+                    # scanned here, so that the call happens only for a block holding a zero
+                    any_zero = False
+                    for i in range(vals.shape[0]):
+                        any_zero |= obuf[i] == 0
+                    if any_zero:
+                        _first_zeros(x, p, obuf, w0, w1, C, r0, n_rows, ow, axes, first, count)
+                for i in range(vals.shape[0]):
+                    store(vals, i, obuf[i])
+                w0 = w1
 
     return njit(cache=True, nogil=True)(kernel)
-
-
-@helper
-def _extreme_tasks(x, out, t0, t1, axes, first, count, uni, buffer, C, is_min, omit, window,
-                   buf, obuf, ow):
-    x, out, buf, obuf, ow = _borrowed(x), _borrowed(out), _borrowed(buf), _borrowed(obuf), \
-        _borrowed(ow)
-    axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
-        _borrowed(uni)
-    n_outer = axes.shape[0] - 1
-    W = x.shape[2] // C
-    Wo = out.shape[2] // C
-    whole, per, parts = _row_layout(buffer, W, Wo, C)
-    ro_count = out.shape[1]
-    d = axes[n_outer, STEP]
-    for t in range(t0, t1):
-        p, ro, part, r0, n_rows = _task_rows(t, parts, ro_count, axes, first, count, ow)
-        dst = out[p, ro]
-        w0 = part * per
-        end = min(Wo, w0 + per)
-        j0 = _ZERO
-        while w0 < end:  # one block (the whole row), unless the row is long
-            w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
-            if n_rows == 1 and reads_rows(x, buf):  # stage A would only copy the row
-                r = r0 if n_outer == 1 else _outer_row(_ZERO, ow, axes)
-                block = input_row(x, p, r, c0 * C, c1 * C, buf)
-            else:
-                block = buf[:(c1 - c0) * C]
-                _rows_extreme(x, p, block, c0 * C, r0, n_rows, ow, axes, is_min, omit)
-            if j1 == 0:
-                fold_last_axis(block, obuf, axes, first, count, uni, C, w0, w1, c0, OP_EXTREME,
-                               is_min, omit, window)
-            else:
-                fold_taps(block, obuf, j0, j1, d, C, OP_EXTREME, is_min, omit)
-                if j1 < _window(_axis(axes, n_outer), first, count, w0)[1]:
-                    j0 = j1
-                    continue
-                j0 = _ZERO
-            vals = dst[w0 * C:w1 * C]
-            if has_signed_zeros(obuf):
-                # scanned here, so that the call happens only for a block holding a zero
-                any_zero = False
-                for i in range(vals.shape[0]):
-                    any_zero |= obuf[i] == 0
-                if any_zero:
-                    _first_zeros(x, p, obuf, w0, w1, C, r0, n_rows, ow, axes, first, count)
-            for i in range(vals.shape[0]):
-                store(vals, i, obuf[i])
-            w0 = w1
-
-
-
 def fold_indexed_uniform(buf, ibuf, dst, dsti, lo, hi, k, s, d, off, W, c0, is_min, omit,
                          window):
     """Indexed stage B for channels-first uniform windows (see :func:`fold_uniform`).
@@ -810,7 +819,8 @@ def _last_axis_indexed(buf, ibuf, dst, dsti, w0, w1, c0, acc, iacc, axes, first,
 def extreme_indexed_tasks(window):
     """The max/min pooling kernel that also returns the flat spatial index of each winner,
     compiled for ``window`` (a code of :data:`UNROLLED_INDEXED`):
-    ``kernel(x, out, idx, t0, t1, tables, C, is_min, omit)`` runs tasks ``[t0, t1)``.
+    ``kernel(x, out, idx, t0, t1, axes, first, count, uni, buffer, C, is_min, omit,
+    *scratch)`` runs tasks ``[t0, t1)`` (the arguments as in :func:`extreme_tasks`).
 
     Stage A visits rows in increasing flat index, so a plain "strictly better" keeps the
     first of equal values and only the winner's row needs keeping; stage B compares
@@ -818,69 +828,53 @@ def extreme_indexed_tasks(window):
     ties explicitly.
     """
 
-    def kernel(x, out, idx, t0, t1, tables, C, is_min, omit):
-        W, Wo = x.shape[2] // C, out.shape[2] // C
-        whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
-        z = compute_zero(x)
-        n_buf = W * C if whole else per * C
-        # the scratch lives here, so that the task loop can borrow every array it uses
-        _extreme_indexed_tasks(x, out, idx, t0, t1, tables.axes, tables.first, tables.count,
-                               tables.l_uniform, tables.buffer, C, is_min, omit, window,
-                               np.full(n_buf, z), np.zeros(n_buf, np.int64), np.full(C, z),
-                               np.zeros(C, np.int64),
-                               np.zeros((4, tables.axes.shape[0] - 1), np.int64))
+    def kernel(x, out, idx, t0, t1, axes, first, count, uni, buffer, C, is_min, omit, buf,
+               ibuf, acc, iacc, ow):
+        x, out, idx = _borrowed(x), _borrowed(out), _borrowed(idx)
+        buf, ibuf, acc, iacc, ow = _borrowed(buf), _borrowed(ibuf), _borrowed(acc), \
+            _borrowed(iacc), _borrowed(ow)
+        axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
+            _borrowed(uni)
+        n_outer = axes.shape[0] - 1
+        W = x.shape[2] // C
+        Wo = out.shape[2] // C
+        whole, per, parts = _row_layout(buffer, W, Wo, C)
+        ro_count = out.shape[1]
+        d = axes[n_outer, STEP]
+        for t in range(t0, t1):
+            p, ro, part, r0, n_rows = _task_rows(t, parts, ro_count, axes, first, count, ow)
+            dst = out[p, ro]
+            dsti = idx[p, ro]
+            w0 = part * per
+            end = min(Wo, w0 + per)
+            j0 = _ZERO
+            while w0 < end:  # one block (the whole row), unless the row is long
+                w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
+                n = (c1 - c0) * C
+                block, iblock = buf[:n], ibuf[:n]
+                _rows_indexed(x, p, block, iblock, c0 * C, r0, n_rows, ow, axes, is_min, omit)
+                if j1 == 0:
+                    _last_axis_indexed(block, iblock, dst, dsti, w0, w1, c0, acc, iacc, axes, first,
+                                       count, uni, W, C, is_min, omit, window)
+                    w0 = w1
+                    continue
+                _taps_indexed(block, iblock, acc, iacc, c0, j0, j1, d, W, C, is_min, omit)
+                if j1 < _window(_axis(axes, n_outer), first, count, w0)[1]:
+                    j0 = j1
+                    continue
+                vals = dst[w0 * C:]
+                inds = dsti[w0 * C:]
+                for c in range(C):
+                    store(vals, c, acc[c])
+                    inds[c] = iacc[c]
+                j0 = _ZERO
+                w0 = w1
+
+
+
+    # --------------------------------------------------------------------------- sums
 
     return njit(cache=True, nogil=True)(kernel)
-
-
-@helper
-def _extreme_indexed_tasks(x, out, idx, t0, t1, axes, first, count, uni, buffer, C, is_min,
-                           omit, window, buf, ibuf, acc, iacc, ow):
-    x, out, idx = _borrowed(x), _borrowed(out), _borrowed(idx)
-    buf, ibuf, acc, iacc, ow = _borrowed(buf), _borrowed(ibuf), _borrowed(acc), \
-        _borrowed(iacc), _borrowed(ow)
-    axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
-        _borrowed(uni)
-    n_outer = axes.shape[0] - 1
-    W = x.shape[2] // C
-    Wo = out.shape[2] // C
-    whole, per, parts = _row_layout(buffer, W, Wo, C)
-    ro_count = out.shape[1]
-    d = axes[n_outer, STEP]
-    for t in range(t0, t1):
-        p, ro, part, r0, n_rows = _task_rows(t, parts, ro_count, axes, first, count, ow)
-        dst = out[p, ro]
-        dsti = idx[p, ro]
-        w0 = part * per
-        end = min(Wo, w0 + per)
-        j0 = _ZERO
-        while w0 < end:  # one block (the whole row), unless the row is long
-            w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
-            n = (c1 - c0) * C
-            block, iblock = buf[:n], ibuf[:n]
-            _rows_indexed(x, p, block, iblock, c0 * C, r0, n_rows, ow, axes, is_min, omit)
-            if j1 == 0:
-                _last_axis_indexed(block, iblock, dst, dsti, w0, w1, c0, acc, iacc, axes, first,
-                                   count, uni, W, C, is_min, omit, window)
-                w0 = w1
-                continue
-            _taps_indexed(block, iblock, acc, iacc, c0, j0, j1, d, W, C, is_min, omit)
-            if j1 < _window(_axis(axes, n_outer), first, count, w0)[1]:
-                j0 = j1
-                continue
-            vals = dst[w0 * C:]
-            inds = dsti[w0 * C:]
-            for c in range(C):
-                store(vals, c, acc[c])
-                inds[c] = iacc[c]
-            j0 = _ZERO
-            w0 = w1
-
-
-
-# --------------------------------------------------------------------------- sums
-
-
 @helper(inline="always")
 def _rows_sum(x, p, buf, nbuf, e0, r0, n_rows, ow, axes, acc_zero, transform, power, eps,
               omit):
@@ -1019,8 +1013,9 @@ def _ol_count_taps(nbuf, nobuf, j0, j1, d, C, omit):
 def sum_tasks(window, omit):
     """The window-sum kernel, compiled for ``window``
     (:func:`~numbapool._cpu.specialise.window_code`) and ``omit``:
-    ``kernel(x, out, t0, t1, tables, C, acc_zero, transform, power, eps, finish,
-    divisor_override)`` runs tasks ``[t0, t1)``; the sums become means / Lp norms / GeM by
+    ``kernel(x, out, t0, t1, axes, first, count, uni, div, inv, buffer, C, acc_zero,
+    transform, power, eps, finish, divisor_override, *scratch)`` runs tasks ``[t0, t1)``
+    (the arguments as in :func:`extreme_tasks`); the sums become means / Lp norms / GeM by
     ``finish``.
 
     The divisor of a window is ``divisor_override`` when non-zero, else the product of the
@@ -1029,88 +1024,71 @@ def sum_tasks(window, omit):
     NaNs gives NaN.
     """
 
-    def kernel(x, out, t0, t1, tables, C, acc_zero, transform, power, eps, finish,
-               divisor_override):
-        W, Wo = x.shape[2] // C, out.shape[2] // C
-        whole, per, _ = _row_layout(tables.buffer, W, Wo, C)
-        n_buf = W * C if whole else per * C
-        # the scratch lives here, so that the task loop can borrow every array it uses; NaN
-        # counts are only kept under omit
-        _sum_tasks(x, out, t0, t1, tables.axes, tables.first, tables.count, tables.l_uniform,
-                   tables.div, tables.inv, tables.buffer, C, acc_zero, transform, power, eps,
-                   finish, omit, window, divisor_override, np.full(n_buf, acc_zero),
-                   np.full(_out_scratch(per, C), acc_zero),
-                   np.zeros(n_buf if omit else 0, np.int64),
-                   np.zeros(_out_scratch(per, C) if omit else 0, np.int64),
-                   np.zeros((4, tables.axes.shape[0] - 1), np.int64), np.zeros(per))
+    def kernel(x, out, t0, t1, axes, first, count, uni, div, inv, buffer, C, acc_zero,
+               transform, power, eps, finish, divisor_override, buf, obuf, nbuf, nobuf, ow,
+               linv):
+        x, out, buf, obuf, nbuf, nobuf, ow = _borrowed(x), _borrowed(out), _borrowed(buf), \
+            _borrowed(obuf), _borrowed(nbuf), _borrowed(nobuf), _borrowed(ow)
+        linv = _borrowed(linv)
+        axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
+            _borrowed(uni)
+        div, inv = _borrowed(div), _borrowed(inv)
+        n_outer = axes.shape[0] - 1
+        g0 = _axis(axes, 0)
+        W = x.shape[2] // C
+        Wo = out.shape[2] // C
+        whole, per, parts = _row_layout(buffer, W, Wo, C)
+        ro_count = out.shape[1]
+        mean_only = finish == _arith.F_MEAN and not omit
+        d = axes[n_outer, STEP]
+        gl = _axis(axes, n_outer)
+        mean_inv = mean_only and divisor_override == 0.0
+        if whole and mean_inv:
+            _inverses(linv, 0, Wo, gl, inv)
+        for t in range(t0, t1):
+            p, ro, part, r0, n_rows = _task_rows(t, parts, ro_count, axes, first, count, ow)
+            if n_outer == 1:
+                e = _edge(g0, ro)
+                outer_div = np.float64(g0[2]) if e < 0 else div[e]
+            else:
+                outer_div = 1.0
+                for a in range(n_outer):
+                    e = _edge(_axis(axes, a), ow[0, a])
+                    outer_div *= np.float64(axes[a, K]) if e < 0 else div[e]
+            outer_inv = 1.0 / outer_div
+            dst = out[p, ro]
+            w0 = part * per
+            end = min(Wo, w0 + per)
+            j0 = _ZERO
+            while w0 < end:  # one block (the whole row), unless the row is long
+                w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
+                n = (c1 - c0) * C
+                block = buf[:n]
+                nblock = nbuf[:n if omit else 0]
+                _rows_sum(x, p, block, nblock, c0 * C, r0, n_rows, ow, axes, acc_zero, transform,
+                          power, eps, omit)
+                if j1 == 0:
+                    fold_last_axis(block, obuf, axes, first, count, uni, C, w0, w1, c0, OP_SUM,
+                                   False, False, window)
+                    count_last_axis(nblock, nobuf, axes, first, count, uni, C, w0, w1, c0, omit,
+                                    window)
+                else:
+                    fold_taps(block, obuf, j0, j1, d, C, OP_SUM, False, False)
+                    count_taps(nblock, nobuf, j0, j1, d, C, omit)
+                    if j1 < _window(gl, first, count, w0)[1]:
+                        j0 = j1
+                        continue
+                    j0 = _ZERO
+                if mean_inv:
+                    # means multiply by float64 reciprocals, which are much cheaper than a
+                    # division per output.  For float32 data the float64 product almost always
+                    # rounds to the same value as the quotient; for float64 it is within 2 ulp.
+                    if not whole:
+                        _inverses(linv, w0, w1, gl, inv)
+                    _store_means(dst[w0 * C:w1 * C], obuf, linv, outer_inv, C)
+                else:
+                    _finish(dst, obuf, nobuf, w0, w1, axes, count, div, C, outer_div, n_rows,
+                            mean_only, finish, power, omit, divisor_override)
+                w0 = w1
 
     return njit(cache=True, nogil=True)(kernel)
-
-
-@helper
-def _sum_tasks(x, out, t0, t1, axes, first, count, uni, div, inv, buffer, C, acc_zero,
-               transform, power, eps, finish, omit, window, divisor_override, buf, obuf, nbuf,
-               nobuf, ow, linv):
-    x, out, buf, obuf, nbuf, nobuf, ow = _borrowed(x), _borrowed(out), _borrowed(buf), \
-        _borrowed(obuf), _borrowed(nbuf), _borrowed(nobuf), _borrowed(ow)
-    linv = _borrowed(linv)
-    axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
-        _borrowed(uni)
-    div, inv = _borrowed(div), _borrowed(inv)
-    n_outer = axes.shape[0] - 1
-    g0 = _axis(axes, 0)
-    W = x.shape[2] // C
-    Wo = out.shape[2] // C
-    whole, per, parts = _row_layout(buffer, W, Wo, C)
-    ro_count = out.shape[1]
-    mean_only = finish == _arith.F_MEAN and not omit
-    d = axes[n_outer, STEP]
-    gl = _axis(axes, n_outer)
-    mean_inv = mean_only and divisor_override == 0.0
-    if whole and mean_inv:
-        _inverses(linv, 0, Wo, gl, inv)
-    for t in range(t0, t1):
-        p, ro, part, r0, n_rows = _task_rows(t, parts, ro_count, axes, first, count, ow)
-        if n_outer == 1:
-            e = _edge(g0, ro)
-            outer_div = np.float64(g0[2]) if e < 0 else div[e]
-        else:
-            outer_div = 1.0
-            for a in range(n_outer):
-                e = _edge(_axis(axes, a), ow[0, a])
-                outer_div *= np.float64(axes[a, K]) if e < 0 else div[e]
-        outer_inv = 1.0 / outer_div
-        dst = out[p, ro]
-        w0 = part * per
-        end = min(Wo, w0 + per)
-        j0 = _ZERO
-        while w0 < end:  # one block (the whole row), unless the row is long
-            w1, c0, c1, j1 = _block(whole, W, Wo, axes, first, count, w0, j0, end, per)
-            n = (c1 - c0) * C
-            block = buf[:n]
-            nblock = nbuf[:n if omit else 0]
-            _rows_sum(x, p, block, nblock, c0 * C, r0, n_rows, ow, axes, acc_zero, transform,
-                      power, eps, omit)
-            if j1 == 0:
-                fold_last_axis(block, obuf, axes, first, count, uni, C, w0, w1, c0, OP_SUM,
-                               False, False, window)
-                count_last_axis(nblock, nobuf, axes, first, count, uni, C, w0, w1, c0, omit,
-                                window)
-            else:
-                fold_taps(block, obuf, j0, j1, d, C, OP_SUM, False, False)
-                count_taps(nblock, nobuf, j0, j1, d, C, omit)
-                if j1 < _window(gl, first, count, w0)[1]:
-                    j0 = j1
-                    continue
-                j0 = _ZERO
-            if mean_inv:
-                # means multiply by float64 reciprocals, which are much cheaper than a
-                # division per output.  For float32 data the float64 product almost always
-                # rounds to the same value as the quotient; for float64 it is within 2 ulp.
-                if not whole:
-                    _inverses(linv, w0, w1, gl, inv)
-                _store_means(dst[w0 * C:w1 * C], obuf, linv, outer_inv, C)
-            else:
-                _finish(dst, obuf, nobuf, w0, w1, axes, count, div, C, outer_div, n_rows,
-                        mean_only, finish, power, omit, divisor_override)
-            w0 = w1
