@@ -59,7 +59,7 @@ CASES = [  # (id, dtype, shape, values, function, args, kwargs)
     ("gem", F32, (2, 3, 13, 11), "normal", "gem_pool", (3.0,), {}),
     ("zero batch", F32, (0, 3, 5, 5), "normal", "max_pool", ((2, 2),),
      dict(return_indices=True)),
-    # parallel kernels (>= 2**16 elements)
+    # split across threads (>= 2**16 elements: see test_bounds)
     ("par max", F32, (4, 8, 64, 48), "nan", "max_pool", ((3, 3), 2, 1),
      dict(return_indices=True)),
     ("par max plain", F32, (4, 8, 64, 48), "normal", "max_pool", ((2, 2),), {}),
@@ -83,7 +83,11 @@ CASES = [  # (id, dtype, shape, values, function, args, kwargs)
 
 @pytest.mark.parametrize("dtype, shape, values, name, args, kwargs",
                          [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bounds(dtype, shape, values, name, args, kwargs):
+def test_bounds(dtype, shape, values, name, args, kwargs, monkeypatch):
+    from numbapool._cpu import parallel
+
+    # the "par" cases (98304 elements) run on several threads, as inputs of 2**18 do
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 1 << 16)
     x = make_values(np.random.default_rng(len(shape)), shape, dtype, values)
     if name in ("lp_pool", "gem_pool"):
         x = np.abs(x)

@@ -1,18 +1,26 @@
 """The spatial pools called from 8 Python threads at once give the single-threaded results.
 
-Large inputs take the parallel kernels (Numba's ``workqueue`` layer would abort the process
-here unless calls are serialised); small ones take the serial kernels.
+Large inputs are split across numbapool's threads (the threshold is lowered to 2**16
+elements here, below their size), small ones run on the calling thread.
 """
 
 import random
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 import numbapool as nbp
 from conftest import make_values
 
 THREADS = 8
+
+
+@pytest.fixture(autouse=True)
+def _split_large_inputs(monkeypatch):
+    from numbapool._cpu import parallel
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 1 << 16)
 
 
 def _calls():

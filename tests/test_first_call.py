@@ -123,6 +123,7 @@ def test_threads_follow_numba_setting(monkeypatch):
         return original(kernel, before, bounds, after, scratch)
 
     monkeypatch.setattr(spatial, "run_split", spy)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 0)
     x = np.random.default_rng(0).standard_normal((4, 8, 64, 64)).astype(np.float32)
     want = nbp.max_pool2d(x, 2)
     if numba.config.NUMBA_NUM_THREADS < 2:

@@ -374,8 +374,12 @@ def test_views_equal_contiguous(view):
                                           layout="channels_last", **kwargs), exact=True)
 
 
-def test_parallel_path():
-    """Inputs above the parallel threshold (2**16 elements) against the reference."""
+def test_parallel_path(monkeypatch):
+    """Inputs split across threads (84480 elements, above the threshold lowered to 2**16)
+    against the reference."""
+    from numbapool._cpu import parallel
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_ELEMENTS", 1 << 16)
     rng = np.random.default_rng(6)
     for dtype in ("float32", "float16"):
         x = make_values(rng, (4, 5, 64, 66), dtype, "nan")

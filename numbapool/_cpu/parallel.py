@@ -19,11 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
-#: Inputs with fewer elements than this run on the calling thread alone.  The threshold
-#: sits above the crossover that ``benchmarks/bench_crossover.py`` measures on idle cores,
-#: because handing work to a thread that must wait for a busy core can take far longer
-#: than the serial kernel takes at this size.
-PARALLEL_MIN_ELEMENTS = 1 << 16
+#: Inputs with fewer elements than this run on the calling thread alone.  Handing ranges
+#: to the pool costs about 22 us a call (against 1.5 us for a ``prange`` region), which a
+#: 2x2 max pool of 2**16 float32 elements takes on its own (``benchmarks/bench_crossover.py``,
+#: ``benchmarks/design_choices.md``); from 2**18 elements (185 us serial) two threads would
+#: pay for it even at two thirds of twice the speed (a calculation: the machine measured
+#: gave a second thread almost no speed).  A thread that must wait for a busy core can
+#: take far longer, another reason not to split small inputs.
+PARALLEL_MIN_ELEMENTS = 1 << 18
 
 _pool = None
 _pool_lock = threading.Lock()
