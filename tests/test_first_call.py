@@ -25,16 +25,21 @@ def _child(code, cache_dir):
     return proc
 
 
-COUNT_COMPILES = """
+#: A child's prologue: ``seen`` collects the functions Numba compiles (not those it loads
+#: from the cache).
+RECORD_COMPILES = """
 from numba.core import event
 import numpy as np, numbapool as nbp
 seen = []
 class L(event.Listener):
-    def on_start(self, ev): seen.append(ev.data["dispatcher"].py_func.__module__)
+    def on_start(self, ev): seen.append(ev.data["dispatcher"].py_func)
     def on_end(self, ev): pass
 event.register("numba:compile", L())
+"""
+
+COUNT_COMPILES = RECORD_COMPILES + """
 nbp.global_max_pool(np.ones((2, 3, 6, 6), np.float32))
-print(sum(m.startswith("numbapool") for m in seen))
+print(sum(f.__module__.startswith("numbapool") for f in seen))
 """
 
 
@@ -139,18 +144,12 @@ def test_threads_follow_numba_setting(monkeypatch):
         numba.set_num_threads(saved)
 
 
-ONE_WINDOW_LOOP = """
-from numba.core import event
-import numpy as np, numbapool as nbp
-seen = []
-class L(event.Listener):
-    def on_start(self, ev): seen.append(ev.data["dispatcher"].py_func.__qualname__)
-    def on_end(self, ev): pass
-event.register("numba:compile", L())
+ONE_WINDOW_LOOP = RECORD_COMPILES + """
 x = np.ones((1, 2, 8, 8), np.float32)
 nbp.max_pool2d(x, 2)
 nbp.avg_pool2d(x, 2)
-print(sorted({q for q in seen if "fold_uniform" in q or "count_" in q}))
+names = {f.__qualname__ for f in seen}
+print(sorted(q for q in names if "fold_uniform" in q or "count_" in q))
 """
 
 

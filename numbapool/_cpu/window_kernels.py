@@ -260,6 +260,23 @@ def _next_block(axes, first, count, w0, j0, end, cols):
     return w1, c0, c1, 0
 
 
+@helper(inline="always")
+def _borrowed_tables(axes, first, count, uni):
+    """The window tables' arrays, borrowed (see :func:`_borrowed`)."""
+    return _borrowed(axes), _borrowed(first), _borrowed(count), _borrowed(uni)
+
+
+@helper(inline="always")
+def _rows_of(x, out, axes, buffer, C):
+    """A task loop's constants: ``(n_outer, W, Wo, whole, per, parts, ro_count, d)``: the
+    outer axes, the row lengths, :func:`row_layout`, the output rows of a plane and the last
+    axis's dilation."""
+    n_outer = axes.shape[0] - 1
+    W, Wo = x.shape[2] // C, out.shape[2] // C
+    whole, per, parts = _row_layout(buffer, W, Wo, C)
+    return n_outer, W, Wo, whole, per, parts, out.shape[1], axes[n_outer, STEP]
+
+
 #: Zero as an int64, not a literal 0: a literal argument (``j0`` of a block of whole
 #: windows, the first outer row) would compile the helper that takes it a second time.
 _ZERO = np.int64(0)
@@ -629,14 +646,8 @@ def extreme_tasks(window):
                ow):
         x, out, buf, obuf, ow = _borrowed(x), _borrowed(out), _borrowed(buf), _borrowed(obuf), \
             _borrowed(ow)
-        axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
-            _borrowed(uni)
-        n_outer = axes.shape[0] - 1
-        W = x.shape[2] // C
-        Wo = out.shape[2] // C
-        whole, per, parts = _row_layout(buffer, W, Wo, C)
-        ro_count = out.shape[1]
-        d = axes[n_outer, STEP]
+        axes, first, count, uni = _borrowed_tables(axes, first, count, uni)
+        n_outer, W, Wo, whole, per, parts, ro_count, d = _rows_of(x, out, axes, buffer, C)
         for t in range(t0, t1):
             p, ro, part, r0, n_rows = _task_rows(t, parts, ro_count, axes, first, count, ow)
             dst = out[p, ro]
@@ -833,14 +844,8 @@ def extreme_indexed_tasks(window):
         x, out, idx = _borrowed(x), _borrowed(out), _borrowed(idx)
         buf, ibuf, acc, iacc, ow = _borrowed(buf), _borrowed(ibuf), _borrowed(acc), \
             _borrowed(iacc), _borrowed(ow)
-        axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
-            _borrowed(uni)
-        n_outer = axes.shape[0] - 1
-        W = x.shape[2] // C
-        Wo = out.shape[2] // C
-        whole, per, parts = _row_layout(buffer, W, Wo, C)
-        ro_count = out.shape[1]
-        d = axes[n_outer, STEP]
+        axes, first, count, uni = _borrowed_tables(axes, first, count, uni)
+        n_outer, W, Wo, whole, per, parts, ro_count, d = _rows_of(x, out, axes, buffer, C)
         for t in range(t0, t1):
             p, ro, part, r0, n_rows = _task_rows(t, parts, ro_count, axes, first, count, ow)
             dst = out[p, ro]
@@ -1030,17 +1035,11 @@ def sum_tasks(window, omit):
         x, out, buf, obuf, nbuf, nobuf, ow = _borrowed(x), _borrowed(out), _borrowed(buf), \
             _borrowed(obuf), _borrowed(nbuf), _borrowed(nobuf), _borrowed(ow)
         linv = _borrowed(linv)
-        axes, first, count, uni = _borrowed(axes), _borrowed(first), _borrowed(count), \
-            _borrowed(uni)
+        axes, first, count, uni = _borrowed_tables(axes, first, count, uni)
         div, inv = _borrowed(div), _borrowed(inv)
-        n_outer = axes.shape[0] - 1
+        n_outer, W, Wo, whole, per, parts, ro_count, d = _rows_of(x, out, axes, buffer, C)
         g0 = _axis(axes, 0)
-        W = x.shape[2] // C
-        Wo = out.shape[2] // C
-        whole, per, parts = _row_layout(buffer, W, Wo, C)
-        ro_count = out.shape[1]
         mean_only = finish == _arith.F_MEAN and not omit
-        d = axes[n_outer, STEP]
         gl = _axis(axes, n_outer)
         mean_inv = mean_only and divisor_override == 0.0
         if whole and mean_inv:
