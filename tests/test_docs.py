@@ -188,7 +188,7 @@ def test_cli_help_is_plain_text(capsys):
     assert "`" not in text  # no RST markup
     listed = re.findall(r"^ {4}(\w+) {2,}\S", text, re.M)
     assert listed == ["demo", "bench", "warm", "info"]
-    assert "python -m numbapool demo --batch 1" in text  # the examples keep their layout
+    assert "python -m numbapool warm --all --dtypes float32 float64" in text  # examples kept
 
 
 @pytest.mark.parametrize("command, option", [("demo", "--batch N"), ("bench", "--quick"),
