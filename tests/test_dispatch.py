@@ -273,8 +273,8 @@ def test_kernels_compile_for_a_real_gpu(monkeypatch):
             if dtype in FLOATS:
                 nbp.lp_pool2d(x, 2.0, 2, layout=layout)
                 nbp.gem_pool(x, layout=layout)
-    signatures = {(kernel.py_func, tuple(numba.typeof(a) for a in args))
-                  for kernel, args in launches}
+    signatures = {(launch.kernel.py_func, tuple(numba.typeof(a) for a in launch.args))
+                  for launch in launches}
     for func, sig in signatures:
         _, restype = compile_ptx(func, sig)
         assert str(restype) == "none"

@@ -68,8 +68,10 @@ def test_bounds_checked_subset(request, tmp_path):
             "tests/test_bounds_subset.py")
 
 
-@pytest.mark.skipif(not (ROOT / "tests" / "test_cuda_sim.py").exists(), reason="no CUDA tests")
+CUDA_TESTS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_cuda_*.py"))
+
+
+@pytest.mark.skipif(not CUDA_TESTS, reason="no CUDA tests")
 def test_cuda_simulator(request, tmp_path):
     pytest.importorskip("numba.cuda")
-    _pytest(request, tmp_path, "cuda-sim", {"NUMBA_ENABLE_CUDASIM": "1"},
-            "tests/test_cuda_sim.py")
+    _pytest(request, tmp_path, "cuda-sim", {"NUMBA_ENABLE_CUDASIM": "1"}, *CUDA_TESTS)

@@ -105,8 +105,31 @@ def spatial_tables(plan, put):
     return tables
 
 
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch: ``kernel(*args)`` over ``items``.
+
+    ``block_threads`` None: a grid-stride kernel with a thread per item
+    (:func:`compat.launch`); else a block-stride kernel with a block of that many threads
+    per item (:func:`compat.launch_blocks`).  Every launch of the backend goes through
+    :meth:`run`, so tools that audit the kernels (register counts, host work) see them all.
+    """
+
+    kernel: object
+    args: tuple
+    items: int
+    block_threads: int | None = None
+
+    def run(self, stream=0):
+        if self.block_threads is None:
+            compat.launch(self.kernel, self.items, *self.args, stream=stream)
+        else:
+            compat.launch_blocks(self.kernel, self.items, self.block_threads, *self.args,
+                                 stream=stream)
+
+
 def spatial_launch(plan, xc, vc, ic, tables):
-    """``(kernel, args)`` of a spatial pool over canonical views ``xc`` -> ``vc`` (``ic``).
+    """The :class:`Launch` of a spatial pool over canonical views ``xc`` -> ``vc`` (``ic``).
 
     ``ic`` is the int64 index view, or an empty int64 placeholder when there are no indices
     (so one compiled kernel serves both).
@@ -116,13 +139,14 @@ def spatial_launch(plan, xc, vc, ic, tables):
     if plan.reducer in ("max", "min"):
         dtype = plan.out_dtype  # the input's
         one = np.float32(1) if dtype == np.float16 else dtype.type(1)
-        return _spatial.extreme_kernel, (xc, vc, ic, *geo, one, plan.channels,
-                                         plan.reducer == "min", plan.omit_nan,
-                                         plan.return_indices)
-    return _spatial.sum_kernel, (xc, vc, *geo, t["div"], plan.channels,
-                                 plan.acc_dtype.type(0), TRANSFORMS[plan.transform],
-                                 float(plan.power), float(plan.eps), FINISHES[plan.finish],
-                                 plan.omit_nan, float(plan.divisor_override))
+        return Launch(_spatial.extreme_kernel,
+                      (xc, vc, ic, *geo, one, plan.channels, plan.reducer == "min",
+                       plan.omit_nan, plan.return_indices), vc.size)
+    return Launch(_spatial.sum_kernel,
+                  (xc, vc, *geo, t["div"], plan.channels, plan.acc_dtype.type(0),
+                   TRANSFORMS[plan.transform], float(plan.power), float(plan.eps),
+                   FINISHES[plan.finish], plan.omit_nan, float(plan.divisor_override)),
+                  vc.size)
 
 
 def run_spatial(plan, x, out, result_shape, env=None):
@@ -142,8 +166,7 @@ def run_spatial(plan, x, out, result_shape, env=None):
         else:
             ic = work_i.reshape(plan.canonical_out_shape)
         tables = spatial_tables(plan, lambda a: compat.to_device(a, env.stream))
-        kernel, args = spatial_launch(plan, xc, vc, ic, tables)
-        compat.launch(kernel, vc.size, *args, stream=env.stream)
+        spatial_launch(plan, xc, vc, ic, tables).run(env.stream)
         _finish_out(work_v, ret_v, env)
         if work_i is not None:
             _finish_out(work_i, ret_i, env)
@@ -209,11 +232,10 @@ def run_tokens(plan, hidden, out, inputs, env=None):
         needs = tuple(plan.needs)
         sb = 0 if plan.packed else plan.length
         tx, ty = token_block(D)
-        compat.launch_blocks(
-            _tokens.token_kernel, plan.batch * (-(-D // tx)), tx * ty,
-            rows, work, first_d, count_d, pos_d, bool(indexed), sb, weights_d, scores_d,
-            plan.coef_stride, codes_d, needs, plan.omit_nan, plan.acc_dtype.type(1), tx, ty,
-            stream=env.stream)
+        Launch(_tokens.token_kernel,
+               (rows, work, first_d, count_d, pos_d, bool(indexed), sb, weights_d, scores_d,
+                plan.coef_stride, codes_d, needs, plan.omit_nan, plan.acc_dtype.type(1), tx,
+                ty), plan.batch * (-(-D // tx)), tx * ty).run(env.stream)
         _finish_out(work, ret, env)
     return ret
 
