@@ -121,6 +121,12 @@ SHARED = {
         "    Where to compute; ``None`` means where ``x`` lives.  The result is in the array\n"
         "    family of ``x`` (or of ``device``)."
     ),
+    "stream": (
+        "stream : stream, optional\n"
+        "    CUDA only: the stream to run on (a Numba, ``torch.cuda`` or CuPy stream).  ``None``\n"
+        "    means the current stream of the library ``x`` comes from (Numba device arrays: the\n"
+        "    default stream).  Nothing waits for the result: read it on that stream."
+    ),
     # --- Raises
     "TypeError": (
         "TypeError\n"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, Optional, Tuple, Union
 
-__all__ = ["Array", "Padding", "NanPolicy", "Layout", "Device", "TokenMode"]
+__all__ = ["Array", "Padding", "NanPolicy", "Layout", "Device", "Stream", "TokenMode"]
 
 #: A NumPy array or a CUDA array (Numba, CuPy, PyTorch, ``__cuda_array_interface__``).
 Array = Any
@@ -32,6 +32,10 @@ Layout = Literal["channels_first", "channels_last"]
 
 #: Where to compute; ``None`` means where the input lives.
 Device = Optional[Literal["cpu", "cuda"]]
+
+#: The CUDA stream of a call: ``None`` (the input library's current stream; Numba's default
+#: stream for Numba device arrays), a Numba stream, a ``torch.cuda.Stream`` or a CuPy stream.
+Stream = Any
 
 #: A token pooling mode (the entries of :data:`numbapool.TOKEN_MODES`).
 TokenMode = Literal["cls", "last", "mean", "sum", "max", "min", "mean_sqrt_len",

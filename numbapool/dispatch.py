@@ -200,13 +200,15 @@ class _CudaBackend:
     """The CUDA backend seen through a caller's array family.
 
     Attribute access returns the backend module's entry point wrapped so that ``out`` is
-    viewed as Numba arrays, the kernels run on the family's device and stream, results are
+    viewed as Numba arrays, the kernels run on the family's device and the call's stream
+    (:func:`cuda_stream`), results are
     allocated by the family's library, and what is returned is the caller's objects.
     """
 
-    def __init__(self, module, family):
+    def __init__(self, module, family, stream):
         self._module = module
         self._family = family
+        self._stream = stream
 
     def _device(self):
         return _compat().on_device(self._family.device_id)
@@ -229,7 +231,7 @@ class _CudaBackend:
 
             work = _map(out, lambda a: _out_view(family, a))
             with self._device():
-                env = Env(stream=family.stream(), empty=empty if family.allocates else None)
+                env = Env(stream=self._stream, empty=empty if family.allocates else None)
                 result = run(plan, x, work, *rest, env=env)
             if out is not None:
                 return out
@@ -253,6 +255,31 @@ def _map(value, f):
     if isinstance(value, tuple):
         return tuple(_map(v, f) for v in value)
     return f(value)
+
+
+def cuda_stream(stream, family):
+    """The Numba stream a CUDA call runs on, from the public ``stream=`` argument.
+
+    ``None``: the family's current stream (CuPy's and torch's current stream, Numba's
+    default stream 0).  Otherwise a Numba stream, a ``torch.cuda.Stream`` (its
+    ``cuda_stream`` handle) or a CuPy stream (its ``ptr``), wrapped without a copy or a wait.
+    """
+    if stream is None:
+        return family.stream()
+    if isinstance(stream, int) and not isinstance(stream, bool) and stream == 0:
+        return 0
+    module = type(stream).__module__.split(".")[0]
+    handle = None
+    if module == "torch" and hasattr(stream, "cuda_stream"):
+        handle = stream.cuda_stream
+    elif module == "cupy" and hasattr(stream, "ptr"):
+        handle = stream.ptr
+    elif module == "numba" or module == "numba_cuda":
+        return stream
+    if handle is None:
+        raise TypeError(f"stream must be None, 0, a Numba stream, a torch.cuda.Stream or a "
+                        f"CuPy stream; got {type(stream).__module__}.{type(stream).__qualname__}")
+    return _compat().external_stream(int(handle)) if handle else 0
 
 
 # --------------------------------------------------------------------------- input checks
@@ -317,10 +344,11 @@ def host_array(a, name):
         raise TypeError(f"{name} must be array-like; got {type(a).__name__} ({exc})") from None
 
 
-def resolve(x, device=None, name="x"):
+def resolve(x, device=None, name="x", stream=None):
     """``(backend, x)``: the backend for main input ``x`` and ``device``, and ``x`` for it.
 
-    ``name`` is what error messages call the input (the public function's parameter).
+    ``name`` is what error messages call the input (the public function's parameter);
+    ``stream`` is the public ``stream=`` argument (see :func:`cuda_stream`).
 
     >>> import numpy as np
     >>> resolve(np.ones(3), device="cpu")[0].__name__
@@ -333,18 +361,25 @@ def resolve(x, device=None, name="x"):
     if not (device is None or (isinstance(device, str) and device in DEVICES)):
         raise ValueError(f"device must be None, 'cpu' or 'cuda'; got {device!r}")
     family = _family(x)
+    on_cuda = (family == "numpy" and device == "cuda") or (family in CUDA_FAMILIES
+                                                          and device != "cpu")
+    if stream is not None and not on_cuda:
+        raise ValueError(f"stream is for calls that run on CUDA; this one runs on the CPU "
+                         f"({name} is {type(x).__module__}.{type(x).__qualname__}, "
+                         f"device={device!r}): leave stream=None")
     if family == "numpy":
         _refuse_masked(x, name, main=True)
         if device == "cuda":
             compat = _require_cuda("device='cuda' was requested")
-            return _CudaBackend(_backend("cuda"), _NumbaFamily()), compat.to_device(x)
+            s = cuda_stream(stream, _NumbaFamily())
+            return _CudaBackend(_backend("cuda"), _NumbaFamily(), s), compat.to_device(x, s)
         return _backend("cpu"), x
     if family in CUDA_FAMILIES:
         if device == "cpu":
             return _backend("cpu"), host_array(x, name)
         _require_cuda(f"{name} is a CUDA array ({type(x).__name__})")
         adapter = FAMILIES[family](x)
-        backend = _CudaBackend(_backend("cuda"), adapter)
+        backend = _CudaBackend(_backend("cuda"), adapter, cuda_stream(stream, adapter))
         try:
             with backend._device():
                 return backend, adapter.input(x)

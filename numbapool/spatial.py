@@ -35,7 +35,7 @@ from ._checks import (
     check_extreme_dtype,
     check_positive_real,
 )
-from ._typing import Array, Device, Layout, NanPolicy, Padding
+from ._typing import Array, Device, Layout, NanPolicy, Padding, Stream
 from .plan import SpatialPlan
 
 __all__ = [
@@ -125,8 +125,8 @@ def _sliding_axes(x, n, layout, kernel_size, stride, padding, dilation, ceil_mod
 
 
 def _extreme_pool(reducer, x, kernel_size, stride, padding, dilation, ceil_mode,
-                  return_indices, nan_policy, layout, out, device):
-    backend, x = dispatch.resolve(x, device)
+                  return_indices, nan_policy, layout, out, device, stream):
+    backend, x = dispatch.resolve(x, device, stream=stream)
     _common(x, layout, nan_policy)
     dtype = check_extreme_dtype(x)
     n = _spatial_rank(kernel_size, x, "kernel_size")
@@ -143,7 +143,7 @@ def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
              padding: Padding = 0, dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
              *, return_indices: bool = False, nan_policy: NanPolicy = "propagate",
              layout: Layout = "channels_first", out: Array | tuple[Array, Array] | None = None,
-             device: Device = None) -> Array | tuple[Array, Array]:
+             device: Device = None, stream: Stream = None) -> Array | tuple[Array, Array]:
     """Max pooling over N spatial dimensions (``torch.nn.functional.max_pool{1,2,3}d``, N-D).
 
     Parameters
@@ -151,7 +151,7 @@ def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
     {x, kernel_size, stride}
     {padding}
         Padded positions never win.
-    {dilation, ceil_mode, return_indices, nan_policy, layout, out, device}
+    {dilation, ceil_mode, return_indices, nan_policy, layout, out, device, stream}
 
     Returns
     -------
@@ -178,7 +178,7 @@ def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
            [13, 15]])
     """
     return _extreme_pool("max", x, kernel_size, stride, padding, dilation, ceil_mode,
-                         return_indices, nan_policy, layout, out, device)
+                         return_indices, nan_policy, layout, out, device, stream)
 
 
 @_docstrings.fill(like=max_pool)
@@ -186,7 +186,7 @@ def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
              padding: Padding = 0, dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
              *, return_indices: bool = False, nan_policy: NanPolicy = "propagate",
              layout: Layout = "channels_first", out: Array | tuple[Array, Array] | None = None,
-             device: Device = None) -> Array | tuple[Array, Array]:
+             device: Device = None, stream: Stream = None) -> Array | tuple[Array, Array]:
     """Min pooling: :func:`max_pool` with the minimum (same parameters and rules).
 
     {Parameters}
@@ -203,7 +203,7 @@ def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
     array([[1, 1, 5, 2]], dtype=int16)
     """
     return _extreme_pool("min", x, kernel_size, stride, padding, dilation, ceil_mode,
-                         return_indices, nan_policy, layout, out, device)
+                         return_indices, nan_policy, layout, out, device, stream)
 
 
 @_docstrings.fill
@@ -211,7 +211,7 @@ def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
              padding: Padding = 0, ceil_mode: bool = False, count_include_pad: bool = True,
              divisor_override: float | None = None, *, dilation: int | Sequence[int] = 1,
              nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
-             out: Array | None = None, device: Device = None) -> Array:
+             out: Array | None = None, device: Device = None, stream: Stream = None) -> Array:
     """Average pooling over N spatial dimensions (``torch.nn.functional.avg_pool{1,2,3}d``, N-D).
 
     float16/32/64 keep their dtype (float16 is accumulated in float32); integer input gives
@@ -234,7 +234,7 @@ def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
         ``"propagate"``: a NaN in a window gives NaN.  ``"omit"``: NaNs are left out of the
         sum and (unless ``divisor_override`` is given) of the divisor; a window of only NaNs
         gives NaN.
-    {layout, out, device}
+    {layout, out, device, stream}
 
     Returns
     -------
@@ -258,7 +258,7 @@ def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
     array([[ 2.5,  4. ],
            [ 8.5, 10. ]])
     """
-    backend, x = dispatch.resolve(x, device)
+    backend, x = dispatch.resolve(x, device, stream=stream)
     _common(x, layout, nan_policy)
     out_dtype, acc_dtype = averaging_dtypes(x)
     n = _spatial_rank(kernel_size, x, "kernel_size")
@@ -283,7 +283,7 @@ def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
 def lp_pool(x: Array, norm_type: float, kernel_size: int | Sequence[int],
             stride: int | Sequence[int] | None = None, ceil_mode: bool = False, *,
             layout: Layout = "channels_first", out: Array | None = None,
-            device: Device = None) -> Array:
+            device: Device = None, stream: Stream = None) -> Array:
     """Power-average pooling: ``(sum of x**p over the window) ** (1/p)``.
 
     As ``torch.nn.functional.lp_pool{1,2,3}d`` (no padding), N-D.
@@ -298,7 +298,7 @@ def lp_pool(x: Array, norm_type: float, kernel_size: int | Sequence[int],
     ceil_mode : bool
         Round the output size up; the sum of a last, partial window runs over its in-bounds
         part.
-    {layout, out, device}
+    {layout, out, device, stream}
 
     Returns
     -------
@@ -319,7 +319,7 @@ def lp_pool(x: Array, norm_type: float, kernel_size: int | Sequence[int],
     >>> nbp.lp_pool(x, 2, (2,))
     array([[5.        , 1.41421356]])
     """
-    backend, x = dispatch.resolve(x, device)
+    backend, x = dispatch.resolve(x, device, stream=stream)
     _common(x, layout)
     out_dtype, acc_dtype = averaging_dtypes(x)
     p = check_positive_real(norm_type, "norm_type")
@@ -351,7 +351,8 @@ def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
                       return_indices: bool = False, nan_policy: NanPolicy = "propagate",
                       layout: Layout = "channels_first",
                       out: Array | tuple[Array, Array] | None = None,
-                      device: Device = None) -> Array | tuple[Array, Array]:
+                      device: Device = None,
+                      stream: Stream = None) -> Array | tuple[Array, Array]:
     """Adaptive max pooling to ``output_size`` (``adaptive_max_pool{1,2,3}d`` of PyTorch, N-D).
 
     Window ``i`` of an axis of length L pooled to O spans ``[floor(i*L/O), ceil((i+1)*L/O))``;
@@ -359,7 +360,7 @@ def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
 
     Parameters
     ----------
-    {x, output_size, return_indices, nan_policy, layout, out, device}
+    {x, output_size, return_indices, nan_policy, layout, out, device, stream}
 
     Returns
     -------
@@ -379,7 +380,7 @@ def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
     >>> nbp.adaptive_max_pool(x, 3)
     array([[[3., 6., 9.]]], dtype=float32)
     """
-    backend, x = dispatch.resolve(x, device)
+    backend, x = dispatch.resolve(x, device, stream=stream)
     _common(x, layout, nan_policy)
     dtype = check_extreme_dtype(x)
     lead, channels, axes = _adaptive_axes(x, output_size, layout)
@@ -392,7 +393,8 @@ def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
 @_docstrings.fill(like=adaptive_max_pool)
 def adaptive_avg_pool(x: Array, output_size: int | Sequence[int | None], *,
                       nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
-                      out: Array | None = None, device: Device = None) -> Array:
+                      out: Array | None = None, device: Device = None,
+                      stream: Stream = None) -> Array:
     """Adaptive average pooling to ``output_size`` (``adaptive_avg_pool{1,2,3}d`` of PyTorch, N-D).
 
     The windows are those of :func:`adaptive_max_pool`.
@@ -401,7 +403,7 @@ def adaptive_avg_pool(x: Array, output_size: int | Sequence[int | None], *,
     ----------
     {x, output_size, nan_policy}
         Under ``"omit"``, the mean is over the values that are not NaN.
-    {layout, out, device}
+    {layout, out, device, stream}
 
     Returns
     -------
@@ -418,7 +420,7 @@ def adaptive_avg_pool(x: Array, output_size: int | Sequence[int | None], *,
     >>> nbp.adaptive_avg_pool(x, 3)
     array([[[1.5, 4.5, 7.5]]])
     """
-    backend, x = dispatch.resolve(x, device)
+    backend, x = dispatch.resolve(x, device, stream=stream)
     _common(x, layout, nan_policy)
     out_dtype, acc_dtype = averaging_dtypes(x)
     lead, channels, axes = _adaptive_axes(x, output_size, layout)
@@ -486,14 +488,15 @@ def _global_axes(x, spatial_dims, layout, keepdims):
 @_docstrings.fill
 def global_max_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool = False,
                     nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
-                    out: Array | None = None, device: Device = None) -> Array:
+                    out: Array | None = None, device: Device = None,
+                    stream: Stream = None) -> Array:
     """Maximum over the spatial axes.
 
     A global pool has one window: the whole spatial extent of each plane.
 
     Parameters
     ----------
-    {x, spatial_dims, keepdims, nan_policy, layout, out, device}
+    {x, spatial_dims, keepdims, nan_policy, layout, out, device, stream}
 
     Returns
     -------
@@ -516,7 +519,7 @@ def global_max_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool
     >>> nbp.global_max_pool(x, 1, layout="channels_last").shape
     (2, 4)
     """
-    backend, x = dispatch.resolve(x, device)
+    backend, x = dispatch.resolve(x, device, stream=stream)
     _common(x, layout, nan_policy)
     dtype = check_extreme_dtype(x)
     lead, channels, axes, shape = _global_axes(x, spatial_dims, layout, keepdims)
@@ -528,14 +531,15 @@ def global_max_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool
 @_docstrings.fill(like=global_max_pool)
 def global_avg_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool = False,
                     nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
-                    out: Array | None = None, device: Device = None) -> Array:
+                    out: Array | None = None, device: Device = None,
+                    stream: Stream = None) -> Array:
     """Mean over the spatial axes (axes chosen as in :func:`global_max_pool`).
 
     Parameters
     ----------
     {x, spatial_dims, keepdims, nan_policy}
         Under ``"omit"``, the mean is over the values that are not NaN.
-    {layout, out, device}
+    {layout, out, device, stream}
 
     Returns
     -------
@@ -554,7 +558,7 @@ def global_avg_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool
     <BLANKLINE>
             [[5.5]]]])
     """
-    backend, x = dispatch.resolve(x, device)
+    backend, x = dispatch.resolve(x, device, stream=stream)
     _common(x, layout, nan_policy)
     out_dtype, acc_dtype = averaging_dtypes(x)
     lead, channels, axes, shape = _global_axes(x, spatial_dims, layout, keepdims)
@@ -566,7 +570,7 @@ def global_avg_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool
 @_docstrings.fill
 def gem_pool(x: Array, p: float = 3.0, eps: float = 1e-6, spatial_dims: int | None = None, *,
              keepdims: bool = False, layout: Layout = "channels_first", out: Array | None = None,
-             device: Device = None) -> Array:
+             device: Device = None, stream: Stream = None) -> Array:
     """Generalised-mean (GeM) pooling: ``mean(clip(x, eps, None) ** p) ** (1/p)``.
 
     Over the spatial axes chosen as in :func:`global_max_pool`.  ``p=1`` is the mean of the
@@ -580,7 +584,7 @@ def gem_pool(x: Array, p: float = 3.0, eps: float = 1e-6, spatial_dims: int | No
         The power, finite and > 0.
     eps : float
         Lower clip bound applied before the power, finite and >= 0.
-    {spatial_dims, keepdims, layout, out, device}
+    {spatial_dims, keepdims, layout, out, device, stream}
 
     Returns
     -------
@@ -600,7 +604,7 @@ def gem_pool(x: Array, p: float = 3.0, eps: float = 1e-6, spatial_dims: int | No
     >>> nbp.gem_pool(x, p=1.0, spatial_dims=1)
     array([[2.5]])
     """
-    backend, x = dispatch.resolve(x, device)
+    backend, x = dispatch.resolve(x, device, stream=stream)
     _common(x, layout)
     out_dtype, _ = averaging_dtypes(x)
     power = check_positive_real(p, "p")

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import dispatch
 from ._checks import FLOAT_DTYPES, NAN_POLICIES, check_choice
-from ._typing import Array, Device, NanPolicy, TokenMode
+from ._typing import Array, Device, NanPolicy, Stream, TokenMode
 from .token_plan import (
     M_ATTENTION, M_WEIGHTED, MODE_CODES, TOKEN_MODES, TokenPlan, scale_weights, shift_scores,
 )
@@ -194,7 +194,7 @@ def pool_tokens(hidden: Array, attention_mask: Array | None = None,
                 weights: Array | None = None, scores: Array | None = None,
                 lengths: Array | None = None, offsets: Array | None = None,
                 nan_policy: NanPolicy = "propagate", out: Array | None = None,
-                device: Device = None) -> Array:
+                device: Device = None, stream: Stream = None) -> Array:
     """Pool per-token hidden states into one vector per sequence (sentence embeddings).
 
     Parameters
@@ -232,6 +232,10 @@ def pool_tokens(hidden: Array, attention_mask: Array | None = None,
         Preallocated ``(B, D * len(modes))`` result of the input's dtype.
     device : {None, "cpu", "cuda"}
         Where to compute; ``None`` means where ``hidden`` lives.
+    stream : stream, optional
+        CUDA only: the stream to run on (a Numba, ``torch.cuda`` or CuPy stream).  ``None``
+        means the current stream of the library ``hidden`` comes from (Numba device arrays:
+        the default stream).  Nothing waits for the result: read it on that stream.
 
     Returns
     -------
@@ -261,7 +265,7 @@ def pool_tokens(hidden: Array, attention_mask: Array | None = None,
     array([[ 1.,  2.],
            [10., 11.]], dtype=float32)
     """
-    backend, hidden = dispatch.resolve(hidden, device, name="hidden")
+    backend, hidden = dispatch.resolve(hidden, device, name="hidden", stream=stream)
     check_choice(nan_policy, "nan_policy", NAN_POLICIES)
     dtype = np.dtype(hidden.dtype)
     if dtype not in FLOAT_DTYPES:

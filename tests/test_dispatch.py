@@ -262,7 +262,7 @@ def test_kernels_compile_for_a_real_gpu(monkeypatch):
             tables = backend.spatial_tables(plan, lambda a: a)
             launches.append(backend.spatial_launch(plan, xc, vc, ic, tables))
 
-    monkeypatch.setattr(dispatch, "resolve", lambda x, device=None: (_Capture(), x))
+    monkeypatch.setattr(dispatch, "resolve", lambda x, device=None, stream=None: (_Capture(), x))
     for dtype in INTS + FLOATS:
         for layout in ("channels_first", "channels_last"):
             x = np.zeros((2, 3, 6, 5), dtype)
@@ -281,3 +281,19 @@ def test_kernels_compile_for_a_real_gpu(monkeypatch):
     for dtype in INTS + FLOATS:
         a = numba.types.Array(numba.from_dtype(np.dtype(dtype)), strided.DIMS, "A")
         compile_ptx(strided._copy_kernel.py_func, (a, a))
+
+
+def test_foreign_cuda_arrays_are_viewed_without_waiting(monkeypatch):
+    """CuPy arrays and torch tensors are viewed with ``sync=False``: the kernels run on the
+    producer's stream (or the one named), so waiting for it would only stall the host."""
+    compat = pytest.importorskip("numbapool._cuda.compat")
+    calls = []
+
+    class _Cuda:
+        def as_cuda_array(self, obj, sync=True):
+            calls.append(sync)
+            return "view"
+
+    monkeypatch.setattr(compat, "_SIMULATOR", False)
+    monkeypatch.setattr(compat, "cuda", _Cuda())
+    assert compat.as_device_array(object()) == "view" and calls == [False]

@@ -735,7 +735,8 @@ def test_weights_reach_every_backend_scaled_by_each_sequences_largest(monkeypatc
         def run_tokens(self, plan, hidden, out, inputs):
             plans.append(plan)
 
-    monkeypatch.setattr(dispatch, "resolve", lambda x, device=None, name="x": (_Capture(), x))
+    monkeypatch.setattr(dispatch, "resolve",
+                        lambda x, device=None, name="x", stream=None: (_Capture(), x))
     mask = np.array([[1, 1, 0], [0, 0, 0], [1, 0, 1]], bool)
     w = np.array([[1e300, 4e300, np.nan], [5.0, 5.0, 5.0], [1e-300, -7.0, 2e-300]])
     pool_tokens(np.zeros((3, 3, 2), np.float32), mask, "weighted", weights=w)

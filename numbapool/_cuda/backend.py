@@ -10,13 +10,17 @@ They return Numba device arrays; the dispatcher maps them back to the caller's f
 shape, dtype and overlap with the input, and is what gets returned; ``run_tokens(plan,
 hidden, out, inputs, env=None)`` is the same for token pooling.
 
-Per call, the window tables go to the device in one int64 and (sums only) one float64
-transfer, of a size set by the windows outside the axes' uniform runs, not by the axes'
-lengths; nothing comes back to the host until the caller asks.
+No host work on the hot path: a plan's window tables go to the device once per device
+(:func:`device_tables`, kept for the :data:`TABLE_CACHE_SIZE` most recent geometries),
+input views are made without waiting, every launch goes on the caller's stream, and the
+only allocation of a call on a C-contiguous input is its result.  Nothing comes back to
+the host until the caller asks.
 """
 
 from __future__ import annotations
 
+import collections
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -128,6 +132,48 @@ class Launch:
                                  stream=stream)
 
 
+#: Plans whose window tables stay on each device (least recently used dropped first).
+TABLE_CACHE_SIZE = 256
+_TABLES: collections.OrderedDict = collections.OrderedDict()
+_NO_INDICES: dict = {}
+_LOCK = threading.Lock()
+
+
+def device_tables(plan, stream=0):
+    """:func:`spatial_tables` of ``plan`` on the current device, copied there once.
+
+    The host tables are memoised by geometry (:attr:`SpatialPlan.tables`), so a plan of a
+    geometry seen before finds the device copy made for it, keyed by the host object's
+    identity (held alive by the cache, so the identity is not reused).  The first copy
+    waits until it has landed, since later calls may read it from other streams; no later
+    call of the geometry copies or waits.  ``spatial_tables`` reads nothing of the plan but
+    its tables and its reducer.
+    """
+    host = plan.tables
+    key = (compat.current_device_id(), id(host), plan.reducer)
+    with _LOCK:
+        hit = _TABLES.get(key)
+        if hit is not None:
+            _TABLES.move_to_end(key)
+            return hit[1]
+    tables = spatial_tables(plan, lambda a: compat.to_device(a, stream))
+    compat.wait(stream)
+    with _LOCK:
+        _TABLES[key] = (host, tables)
+        while len(_TABLES) > TABLE_CACHE_SIZE:
+            _TABLES.popitem(last=False)
+    return tables
+
+
+def no_indices():
+    """An empty int64 device array standing for "no indices" (one per device)."""
+    device = compat.current_device_id()
+    with _LOCK:
+        if device not in _NO_INDICES:
+            _NO_INDICES[device] = compat.device_empty((0, 0, 0), np.int64)
+        return _NO_INDICES[device]
+
+
 def spatial_launch(plan, xc, vc, ic, tables):
     """The :class:`Launch` of a spatial pool over canonical views ``xc`` -> ``vc`` (``ic``).
 
@@ -161,11 +207,8 @@ def run_spatial(plan, x, out, result_shape, env=None):
     if work_v.size:
         xc = strided.contiguous(x, env.stream).reshape(plan.canonical_in_shape)
         vc = work_v.reshape(plan.canonical_out_shape)
-        if work_i is None:
-            ic = compat.device_empty((0, 0, 0), np.int64, stream=env.stream)
-        else:
-            ic = work_i.reshape(plan.canonical_out_shape)
-        tables = spatial_tables(plan, lambda a: compat.to_device(a, env.stream))
+        ic = no_indices() if work_i is None else work_i.reshape(plan.canonical_out_shape)
+        tables = device_tables(plan, env.stream)
         spatial_launch(plan, xc, vc, ic, tables).run(env.stream)
         _finish_out(work_v, ret_v, env)
         if work_i is not None:

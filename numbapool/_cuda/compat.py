@@ -115,7 +115,13 @@ def is_device_array(obj) -> bool:
 
 
 def as_device_array(obj):
-    """A Numba device array viewing ``obj`` (a ``__cuda_array_interface__`` object), no copy."""
+    """A Numba device array viewing ``obj`` (a ``__cuda_array_interface__`` object), no copy.
+
+    The view does not wait for the producer's stream (``sync=False``): the kernels run on
+    the stream the caller named, by default the producer's current one, where the data is
+    ready in stream order.  Data made on another stream is the caller's to order, as it is
+    for the producer's own functions.
+    """
     if is_device_array(obj):
         return obj
     if _SIMULATOR:
@@ -123,7 +129,7 @@ def as_device_array(obj):
             f"Numba's CUDA simulator cannot use {type(obj).__name__} arrays (it has no "
             "__cuda_array_interface__ support); pass a numba.cuda device array"
         )
-    return _require().as_cuda_array(obj)
+    return _require().as_cuda_array(obj, sync=False)
 
 
 def device_empty(shape, dtype, stream=0):
@@ -175,6 +181,14 @@ def external_stream(handle: int):
     if _SIMULATOR:
         return 0  # the simulator runs everything synchronously
     return _require().external_stream(handle)
+
+
+def wait(stream=0):
+    """Block the host until the work queued on ``stream`` (0: the whole device) is done."""
+    if stream == 0 or stream is None:
+        _require().synchronize()
+    else:
+        stream.synchronize()
 
 
 def current_device_id() -> int:
