@@ -84,10 +84,11 @@ def test_every_pooling_function_has_formulations_and_an_oracle():
 
 @pytest.mark.parametrize("name", sorted(COMPARISONS))
 def test_formulations_take_numbapools_arguments(name):
-    """Same parameter names, kinds and defaults as numbapool's, less ``out`` and ``device``."""
+    """Same parameter names, kinds and defaults as numbapool's, less ``out``, ``device`` and
+    ``stream``."""
     public = inspect.signature(getattr(nbp, name)).parameters.values()
     want = [(p.name, p.kind, p.default) for p in public
-            if p.name not in ("out", "device") and not p.name.startswith("_")]
+            if p.name not in ("out", "device", "stream") and not p.name.startswith("_")]
     for formulation in COMPARISONS[name]:
         if formulation is not None:
             got = [(p.name, p.kind, p.default)
