@@ -1,5 +1,7 @@
 """Shared helpers: test inputs in many memory layouts, and comparison with the reference."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,15 @@ LAYOUTS = ("channels_first", "channels_last")
 EXTREME = ("max_pool", "min_pool", "adaptive_max_pool", "global_max_pool")
 VIEWS = ("contiguous", "fortran", "strided", "negative", "readonly")
 VALUES = ("normal", "ties", "nan", "inf")
+
+
+def child_env(**extra):
+    """The environment for a pytest child process: this one's, less pytest-xdist's worker
+    variables (a child that sees them takes itself for a worker, and pytest-benchmark then
+    turns itself off), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env.update(extra)
+    return env
 
 
 def make_values(rng, shape, dtype, kind="normal"):

@@ -5,7 +5,6 @@ produces a report; they time nothing that is asserted.
 """
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ import numpy as np
 import pytest
 
 from numbapool import bench
+
+from conftest import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +51,7 @@ def test_numpy_column_is_empty_only_for_indices():
 
 def test_suite_and_report(tmp_path):
     pytest.importorskip("pytest_benchmark")
-    env = dict(os.environ, NUMBAPOOL_BENCH_QUICK="1")
+    env = child_env(NUMBAPOOL_BENCH_QUICK="1")
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
            "benchmarks/bench_suite.py", "--benchmark-only", f"--benchmark-json={out}",
@@ -94,7 +95,7 @@ def test_other_benchmark_files_run(path):
     """Each benchmark file runs once on tiny shapes (the design benchmark calls private
     kernels directly, so a change of their signatures must show here)."""
     pytest.importorskip("pytest_benchmark")
-    env = dict(os.environ, NUMBAPOOL_BENCH_QUICK="1")
+    env = child_env(NUMBAPOOL_BENCH_QUICK="1")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path,
            "--benchmark-disable"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)

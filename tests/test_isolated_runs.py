@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import child_env
+
 ROOT = Path(__file__).resolve().parent.parent
 INNER = "NUMBAPOOL_ISOLATED_RUN"
 TAIL_CHARS = 6000  # of the child's output, in the failure message
@@ -40,8 +42,8 @@ def _live_writer(config, label):
 
 def _pytest(request, tmp_path, label, env_extra, *args):
     """Run pytest on ``args`` in a child process, streaming its per-test lines as they come."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"), PYTHONUNBUFFERED="1",
-               **{INNER: "1"})
+    env = child_env(NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"), PYTHONUNBUFFERED="1",
+                    **{INNER: "1"})
     env.update(env_extra)
     cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *args]
     show = _live_writer(request.config, label)
