@@ -327,10 +327,11 @@ def host_array(a, name):
         _refuse_masked(a, name, main=False)
         return a
     family = _family(a)
-    if family == "torch":
-        return a.detach().cpu().numpy()
-    if family == "torch_cpu":
-        return a.detach().numpy()
+    if family in ("torch", "torch_cpu"):
+        a = a.detach()
+        if str(a.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: exact in float32
+            a = a.float()
+        return a.cpu().numpy()
     if family == "cupy":
         return a.get()
     if family == "numba":

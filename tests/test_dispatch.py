@@ -245,11 +245,15 @@ def _ptx_compiler(monkeypatch):
 
 
 def test_kernels_compile_for_a_real_gpu(monkeypatch):
-    """Every kernel type the spatial ops launch compiles for a GPU (the simulator runs
-    Python, so this is what checks the kernels against Numba's CUDA type system)."""
+    """Every kind of kernel the spatial ops launch compiles for a GPU, in every
+    specialisation the calls below reach: each dtype through the window kernels (one and
+    several channels per thread) and the plane kernels (one pass, and split with the
+    combining pass), 3-D and 4-D pools, every sum transform, finish and root, both index
+    widths.  (The simulator runs Python, so this is what checks the kernels against Numba's
+    CUDA type system.)"""
     compile_ptx = _ptx_compiler(monkeypatch)
     import numba
-    from numbapool._cuda import backend, strided
+    from numbapool._cuda import backend, plane, spatial, strided
 
     launches = []
 
@@ -260,21 +264,52 @@ def test_kernels_compile_for_a_real_gpu(monkeypatch):
             ic = np.zeros(plan.canonical_out_shape if plan.return_indices else (0, 0, 0),
                           np.int64)
             tables = backend.spatial_tables(plan, lambda a: a)
-            launches.append(backend.spatial_launch(plan, xc, vc, ic, tables))
+            launches.extend(backend.spatial_launch(plan, xc, vc, ic, tables))
 
     monkeypatch.setattr(dispatch, "resolve", lambda x, device=None, stream=None: (_Capture(), x))
+    monkeypatch.setattr(plane, "partials", lambda n, dtype, stream=0, role="values":
+                        np.zeros(n, dtype))
+    monkeypatch.setattr(plane, "fill_threads", lambda: 1 << 20)  # few outputs: split planes
+    monkeypatch.setattr(plane, "SPLIT_TAPS", 1)
+    monkeypatch.setattr(plane, "MIN_TAPS", 1)
     for dtype in INTS + FLOATS:
-        for layout in ("channels_first", "channels_last"):
-            x = np.zeros((2, 3, 6, 5), dtype)
-            nbp.max_pool2d(x, 2, return_indices=True, layout=layout)
-            nbp.min_pool(x, (2, 2, 2), layout=layout, nan_policy="omit")
-            nbp.avg_pool2d(x, 3, 2, 1, layout=layout, divisor_override=2)
-            nbp.adaptive_avg_pool2d(x, 3, layout=layout)
-            if dtype in FLOATS:
-                nbp.lp_pool2d(x, 2.0, 2, layout=layout)
-                nbp.gem_pool(x, layout=layout)
+        x = np.zeros((2, 3, 6, 5), dtype)
+        cl = np.zeros((2, 6, 5, 8), dtype)
+        nbp.max_pool2d(x, 2, return_indices=True)
+        nbp.max_pool2d(cl, 2, layout="channels_last")
+        nbp.global_max_pool(x, nan_policy="omit")
+        nbp.global_max_pool(cl, layout="channels_last")
+        nbp.avg_pool2d(x, 3, 2, 1, divisor_override=2)
+        nbp.global_avg_pool(cl, layout="channels_last")
+        if dtype in FLOATS:
+            nbp.lp_pool2d(x, 2.5, 2)
+            nbp.gem_pool(cl, 2.5, layout="channels_last")
+    monkeypatch.setattr(plane, "fill_threads", lambda: 1)  # several channels per thread
+    x = np.zeros((2, 3, 6, 5), np.float32)
+    cl = np.zeros((2, 6, 5, 8), np.float32)
+    for layout, a in (("channels_first", x), ("channels_last", cl)):
+        nbp.min_pool2d(a, 3, 2, 1, return_indices=True, nan_policy="omit", layout=layout)
+        nbp.min_pool(a, (2, 2, 2), layout=layout, nan_policy="omit")
+        nbp.max_pool(np.zeros((1, 2, 3, 3, 3, 3) if layout == "channels_first"
+                              else (1, 3, 3, 3, 3, 8), np.float32),
+                     2, return_indices=True, layout=layout)
+        nbp.avg_pool(a, (2, 2, 2), 1, 1, nan_policy="omit", layout=layout)
+        nbp.avg_pool2d(a, 3, 2, 1, layout=layout, divisor_override=2, nan_policy="omit")
+        nbp.adaptive_avg_pool2d(a, 3, layout=layout)
+        for p in (1.0, 2.0, 3.0, 2.5, 0.5):
+            nbp.lp_pool2d(a, p, 2, layout=layout)
+            nbp.gem_pool(a, p, layout=layout)
+    monkeypatch.setattr(spatial, "WIDE", 1)  # the uint64 forms
+    nbp.max_pool2d(x, 2, return_indices=True)
+    nbp.avg_pool2d(cl, 2, layout="channels_last", nan_policy="omit")
+    monkeypatch.setattr(plane, "fill_threads", lambda: 1 << 20)
+    nbp.global_max_pool(x)
+    nbp.gem_pool(x)
     signatures = {(launch.kernel.py_func, tuple(numba.typeof(a) for a in launch.args))
                   for launch in launches}
+    kinds = {launch.kernel.__name__.split("_kernel")[0] for launch in launches}
+    assert kinds == {"extreme", "sum", "plane_extreme", "plane_extreme_combine", "plane_sum",
+                     "plane_sum_combine"}, kinds
     for func, sig in signatures:
         _, restype = compile_ptx(func, sig)
         assert str(restype) == "none"
@@ -297,3 +332,124 @@ def test_foreign_cuda_arrays_are_viewed_without_waiting(monkeypatch):
     monkeypatch.setattr(compat, "_SIMULATOR", False)
     monkeypatch.setattr(compat, "cuda", _Cuda())
     assert compat.as_device_array(object()) == "view" and calls == [False]
+
+
+ALL_TOKEN_MODES = ["cls", "last", "mean", "sum", "max", "min", "mean_sqrt_len", "weighted_mean",
+                   "weighted", "attention"]
+#: (modes, sequence kind, nan_policy, dtypes): each mode's code, each kind, policy and
+#: dtype at least once, and the widest mode set (the most registers) for each dtype
+TOKEN_CASES = [
+    (["mean"], "mask", "propagate", FLOATS), (["mean"], "full", "propagate", ["float32"]),
+    (["mean"], "packed", "omit", ["float32"]), (["max", "min"], "mask", "omit", ["float16"]),
+    (["max", "min"], "full", "propagate", ["float64"]), (["cls", "last"], "mask", "omit",
+                                                         ["float32"]),
+    (["cls", "last"], "packed", "propagate", ["float16"]),
+    (["sum", "mean_sqrt_len"], "full", "omit", ["float32"]),
+    (["mean", "max", "weighted_mean"], "mask", "propagate", ["float16"]),
+    (["weighted", "attention"], "packed", "omit", ["float64"]),
+    (["weighted", "attention"], "mask", "propagate", ["float32"]),
+    (ALL_TOKEN_MODES, "mask", "omit", FLOATS), (ALL_TOKEN_MODES, "full", "propagate",
+                                                ["float32"]),
+    (ALL_TOKEN_MODES, "packed", "propagate", ["float16"]),
+]
+
+
+def _ptxas_report(ptx):
+    """``(registers, spill store bytes)`` from ``ptxas -v`` for sm_90, or ``None`` where no
+    ptxas is found (on PATH, or in ``$CUDA_HOME/bin``)."""
+    import shutil
+    import tempfile
+
+    ptxas = shutil.which("ptxas")
+    if ptxas is None and os.environ.get("CUDA_HOME"):
+        ptxas = shutil.which("ptxas", path=os.path.join(os.environ["CUDA_HOME"], "bin"))
+    if ptxas is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        err = subprocess.run([ptxas, "-arch=sm_90", "-v", src, "-o", os.path.join(tmp, "k.o")],
+                             capture_output=True, text=True, check=True).stderr
+    regs = int(re.search(r"Used (\d+) registers", err).group(1))
+    spill = re.search(r"(\d+) bytes spill stores", err)
+    return regs, int(spill.group(1)) if spill else 0
+
+
+def test_token_kernels_compile_for_a_real_gpu(monkeypatch):
+    """Every specialisation the token path launches (sequence kind, NaN policy, dtype,
+    features per thread, modes; masks and offsets of other dtypes) compiles for a GPU, and,
+    where ptxas is found, stays within 64 registers (the kernels' launch bounds); only the
+    widest mode set, and a strided mask, may spill a few registers."""
+    _ptx_compiler(monkeypatch)  # skips where libNVVM is missing; stands in for the device
+    import numba
+    from numba import cuda
+    from numbapool._cuda import backend, compat
+
+    monkeypatch.setattr(compat, "to_device", lambda a, stream=0: np.ascontiguousarray(a))
+    monkeypatch.setattr(compat, "device_empty", lambda shape, dtype, stream=0:
+                        np.empty(shape, dtype))
+    monkeypatch.setattr(compat, "current_device_id", lambda: 0)
+    monkeypatch.setattr(compat, "properties", lambda device: {"multiprocessors": 1})
+    monkeypatch.setattr(backend, "_EMPTY", {})
+    launches = []
+
+    class _Capture:
+        def run_tokens(self, plan, hidden, out, inputs):
+            rows = hidden.reshape(-1)
+            vec, tx, ty = backend.token_shape(plan, rows.size // plan.features)
+            work = np.zeros(plan.out_shape, plan.out_dtype)
+            seqs = backend.token_sequences(plan, inputs)
+            launch = backend.token_launch(plan, rows, work, seqs,
+                                          backend.token_coefficients(plan), vec, tx, ty)
+            launches.append(launch)
+            if seqs[0] != 0:  # another dtype and layout of the mask, or of the offsets
+                args = list(launch.args)
+                i, other = ((4, np.zeros((4, 16), np.int8)[:, ::2]) if seqs[0] == 2
+                            else (3, np.zeros(5, np.uint16)))
+                args[i] = other
+                launches.append(backend.Launch(launch.kernel, tuple(args), launch.items,
+                                               launch.block_threads))
+
+    monkeypatch.setattr(dispatch, "resolve", lambda x, device=None, name="x", stream=None:
+                        (_Capture(), x))
+    B, L, D = 4, 64, 768  # 32 feature threads x 8 lanes: a block of the real GPU's shape
+    mask = np.random.default_rng(0).random((B, L)) < 0.7
+    for modes, kind, policy, dtypes in TOKEN_CASES:
+        shape = (B * L,) if kind == "packed" else (B, L)
+        kw = dict(mode=modes, nan_policy=policy,
+                  weights=np.ones(shape) if "weighted" in modes else None,
+                  scores=np.ones(shape) if "attention" in modes else None)
+        for dtype in dtypes:
+            h = np.zeros((B, L, D), dtype)
+            if kind == "packed":
+                nbp.pool_tokens(h.reshape(B * L, D), lengths=[L] * B, **kw)
+            else:
+                nbp.pool_tokens(h, mask if kind == "mask" else None, **kw)
+    compiled = {}
+    for launch in launches:
+        sig = tuple(numba.typeof(a) for a in launch.args)
+        key = (launch.kernel, sig)
+        if key in compiled:
+            continue
+        bounds = launch.kernel.targetoptions.get("launch_bounds")
+        assert bounds == (launch.block_threads, 1024 // launch.block_threads)
+        ptx, restype = cuda.compile_ptx(launch.kernel.py_func, sig, cc=(9, 0),
+                                        launch_bounds=bounds)
+        assert str(restype) == "none"
+        compiled[key] = _ptxas_report(ptx)
+    assert len(compiled) >= 25
+    for (kernel, sig), report in compiled.items():
+        if report is None:
+            continue
+        regs, spills = report
+        assert regs <= 64, (kernel.__name__, sig, regs)
+        if "0123456789" not in kernel.__name__ and sig[4].layout == "C":
+            assert spills == 0, (kernel.__name__, sig, spills)
+
+
+def test_bfloat16_auxiliary_tensors_come_to_the_host_as_float32():
+    torch = pytest.importorskip("torch")
+    w = torch.tensor([[0.5, 1.0, 3.0]], dtype=torch.bfloat16)
+    got = dispatch.host_array(w, "weights")
+    assert got.dtype == np.float32 and got.tolist() == [[0.5, 1.0, 3.0]]
