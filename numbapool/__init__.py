@@ -2,7 +2,8 @@
 
 Spatial pooling (max, min, average, Lp, adaptive, global, GeM) over any number of spatial
 dimensions in channels-first or channels-last layout, and token pooling of sequences
-(sentence embeddings: cls, last, mean, max, weighted, attention, ...; padded or packed).
+(sentence embeddings: cls, last, mean, max, weighted, attention, ...; padded or packed),
+and block reduction of arrays of any rank (sum, mean, max, min, median, mode) with pyramids.
 NumPy arrays run on the CPU; CUDA arrays (Numba, CuPy, torch) on the GPU.  Importing this
 package compiles nothing and does not import the CUDA stack; kernels are compiled (or
 loaded from Numba's on-disk cache) on first use.
@@ -16,8 +17,9 @@ loaded from Numba's on-disk cache) on first use.
 from . import spatial
 from ._info import __version__ as __version__  # "as": an explicit re-export
 from ._info import cuda_available, info
+from .blocks import block_reduce, pyramid
 from .spatial import *  # noqa: F401,F403 -- the names listed in spatial.__all__
 from .tokens import TOKEN_MODES, pool_tokens
 
-__all__ = ["pool_tokens", "TOKEN_MODES", "cuda_available", "info"]
+__all__ = ["pool_tokens", "TOKEN_MODES", "block_reduce", "pyramid", "cuda_available", "info"]
 __all__ += spatial.__all__  # a form that type checkers and IDEs follow

@@ -64,6 +64,12 @@ class TokenPlan:
     sequence's largest is 0), and both hold 0 at padding positions.  ``codes`` are the
     requested modes (:data:`MODE_CODES`), one output slot each.  The sequences lie within
     ``hidden`` (the public function checks this): the kernels do not check again.
+
+    ``device_mask``: for the CUDA backend only, the caller's ``(B, L)`` attention mask as a
+    Numba device array (any bool or numeric dtype, nonzero = token), left on the device
+    (:func:`~numbapool.tokens.pool_tokens` checks only its shape and dtype): the kernels
+    read which positions are tokens from it.  ``mask`` is then ``None``, or its host copy
+    when the weighted or attention modes need the token positions on the host.
     """
 
     packed: bool
@@ -80,6 +86,7 @@ class TokenPlan:
     weights: np.ndarray
     scores: np.ndarray
     coef_stride: int
+    device_mask: object = None
 
     @property
     def out_shape(self) -> tuple[int, int]:
@@ -94,7 +101,7 @@ class TokenPlan:
     def runs(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(first, count)`` when every sequence is known to be one run without looking at
         a mask (packed, or padded without a mask); ``None`` when the mask decides."""
-        if self.mask is not None:
+        if self.mask is not None or self.device_mask is not None:
             return None
         if self.packed:
             return self.first, self.count

@@ -3,8 +3,18 @@
 :func:`pool_tokens` validates its arguments, builds a
 :class:`~numbapool.token_plan.TokenPlan` (the bool token mask of the padded form, or the
 sequence starts and lengths of the packed form, and the requested modes as integer codes)
-and hands it to the backend chosen by :mod:`numbapool.dispatch`.  Every requested mode is computed in one pass over the hidden
-states; no padding is ever materialised.
+and hands it to the backend chosen by :mod:`numbapool.dispatch`.  Every requested mode is
+computed in one pass over the hidden states; no padding is ever materialised.
+
+CUDA inputs.  A CUDA ``attention_mask`` of CUDA ``hidden`` stays on the device: only its
+shape and dtype are checked (on the host, from its attributes), and the kernels read which
+positions are tokens (nonzero entries), so a call on device ``hidden`` and a device mask,
+or on padded ``hidden`` with no mask, copies nothing either way and waits for nothing.
+``lengths``, ``offsets``, ``weights`` and ``scores`` are checked before any kernel runs
+(lengths add up to ``T``, offsets rise, weights are finite and >= 0, ...), which needs
+their values: a CUDA array of those is copied to the host once (a copy that waits for the
+device), and so is a CUDA mask when a weighted or attention mode needs the token
+positions to check the coefficients.  See :func:`pool_tokens`, Notes.
 """
 
 from __future__ import annotations
@@ -169,6 +179,33 @@ def _check_mask(mask, batch, length):
     return np.ascontiguousarray(m if m.dtype == np.bool_ else m != 0)
 
 
+def _device_mask(mask, batch, length):
+    """A CUDA ``attention_mask`` as a Numba device array viewing it (no copy, no wait).
+
+    ``None`` when ``mask`` is not a CUDA array, or not one the kernels read (Numba cannot
+    view an array with negative strides; a bfloat16 or complex dtype): the caller then
+    takes the host path, :func:`_check_mask`.  Only the shape is checked here; the values
+    are the kernels' to read.
+    """
+    family = None if mask is None else dispatch._family(mask)
+    if family not in dispatch.CUDA_FAMILIES:
+        return None
+    from ._cuda import compat  # CUDA hidden: the CUDA stack is loaded already
+
+    try:
+        view = compat.as_device_array(mask.detach() if family == "torch" else mask)
+    except Exception:  # not viewable: the host path copies it, and says what is wrong
+        return None
+    if np.dtype(view.dtype).kind not in "biuf":  # bfloat16 ("V2"), complex...: the host
+        return None  # path converts what it can and words the error for the rest
+    if tuple(view.shape) != (batch, length):
+        raise ValueError(
+            f"attention_mask has shape {tuple(view.shape)}; hidden (B, L, D) needs it (B, L) "
+            f"= {(batch, length)}"
+        )
+    return view
+
+
 def _coefficients(value, name, shape, token_mask, nonnegative):
     """Per-token weights or scores as a flat float64 array, checked at token positions."""
     arr = _aux(value, name, "biuf", "a bool or numeric array")
@@ -242,6 +279,24 @@ def pool_tokens(hidden: Array, attention_mask: Array | None = None,
     array of shape ``(B, D * len(modes))``.  A sequence with no tokens gives zeros in every
     mode.
 
+    Notes
+    -----
+    With CUDA ``hidden`` (or ``device="cuda"``) the kernels are queued on the stream and the
+    call returns without waiting.  What crosses between host and device per call:
+
+    * A CUDA ``attention_mask`` stays on the device: only its shape and dtype are checked,
+      and the kernel reads its values (nonzero = token; they are not validated).  So padded
+      ``hidden`` with a CUDA mask, or with no mask, is pooled with no copy either way and
+      no wait; the only allocation is the result (none with ``out=``).  A host mask is
+      copied to the device once.
+    * ``lengths``, ``offsets``, ``weights`` and ``scores`` are checked before any kernel
+      runs, which needs their values: a CUDA array of them is copied to the host once (a
+      copy that waits for the device), and so is a CUDA mask for mode ``"weighted"`` or
+      ``"attention"``, whose coefficients are checked at the token positions.  CUDA
+      ``offsets`` are then read by the kernel where they are; host offsets and CUDA or
+      host ``lengths`` reach the device as offsets, in one copy.  The scaled weights and
+      softmax terms (and their per-sequence totals) go over in one copy.
+
     Examples
     --------
     >>> import numpy as np
@@ -284,7 +339,13 @@ def pool_tokens(hidden: Array, attention_mask: Array | None = None,
                     "attention_mask instead"
                 )
         batch, length, features = hidden.shape
-        token_mask = _check_mask(attention_mask, batch, length)
+        # CUDA: a CUDA mask stays where it is, for the kernel to read; the host needs its
+        # values only to check weights and scores at the token positions
+        device_mask = (None if isinstance(hidden, np.ndarray)
+                       else _device_mask(attention_mask, batch, length))
+        token_mask = None
+        if device_mask is None or M_WEIGHTED in code_list or M_ATTENTION in code_list:
+            token_mask = _check_mask(attention_mask, batch, length)
         first = count = None
         coef_shape, coef_stride = (batch, length), length
     elif hidden.ndim == 2:
@@ -295,7 +356,7 @@ def pool_tokens(hidden: Array, attention_mask: Array | None = None,
             )
         first, count = _check_counts(lengths, offsets, hidden.shape[0])
         batch, length, features = count.size, 0, hidden.shape[1]
-        token_mask = None
+        token_mask = device_mask = None
         coef_shape, coef_stride = (hidden.shape[0],), 0
     else:
         raise ValueError(
@@ -329,6 +390,7 @@ def pool_tokens(hidden: Array, attention_mask: Array | None = None,
         acc_dtype=acc_dtype,
         omit_nan=nan_policy == "omit", mask=token_mask, first=first, count=count,
         weights=coefs["weights"], scores=coefs["scores"], coef_stride=coef_stride,
+        device_mask=device_mask,
     )
     inputs = (hidden, attention_mask, weights, scores, lengths, offsets)
     return backend.run_tokens(plan, hidden, out, inputs)

@@ -465,9 +465,11 @@ MODES = ["cls", "last", "mean", "sum", "max", "min", "mean_sqrt_len", "weighted_
 
 @pytest.fixture
 def small_token_blocks(monkeypatch):
-    """4 features x 3 token lanes per block: sequences split unevenly over lanes."""
+    """4 feature threads x 3 token lanes per block, lanes however short the sequences:
+    sequences split unevenly over lanes."""
     monkeypatch.setattr(backend, "TOKEN_FEATURES", 4)
     monkeypatch.setattr(backend, "TOKEN_LANES", 3)
+    monkeypatch.setattr(backend, "TOKENS_PER_LANE", 1)
 
 
 def _token_inputs(dtype, nans=0.0, seed=1):
@@ -530,7 +532,9 @@ def test_tokens_default_blocks_views_and_aux_on_the_device():
                           weights=cuda.to_device(w2))
     want = nbp.pool_tokens(h[:, ::2], mask[:, ::2], ["mean", "weighted"], weights=w[:, ::2])
     _check(got, want, False)
-    assert backend.token_block(768) == (32, 8) and backend.token_block(3) == (3, 85)
+    assert backend.token_block(768) == (32, 8) and backend.token_block(768, 4) == (32, 8)
+    assert backend.token_block(3) == (4, 64)  # a power of two: a compile-time constant
+    assert backend.token_block(768, 1, tokens=20) == (32, 2)  # 8 tokens a lane at least
 
 
 def test_tokens_out_device_and_errors():

@@ -245,12 +245,11 @@ def _ptx_compiler(monkeypatch):
 
 
 def test_kernels_compile_for_a_real_gpu(monkeypatch):
-    """Every kind of kernel the spatial ops launch compiles for a GPU, in every
-    specialisation the calls below reach: each dtype through the window kernels (one and
-    several channels per thread) and the plane kernels (one pass, and split with the
-    combining pass), 3-D and 4-D pools, every sum transform, finish and root, both index
-    widths.  (The simulator runs Python, so this is what checks the kernels against Numba's
-    CUDA type system.)"""
+    """Every kind of kernel the spatial ops launch compiles for a GPU: each dtype through
+    the window and plane kernels (split, with the combining pass), and in float32 every
+    other specialisation once: several channels per thread, 3-D and 4-D pools, each
+    summed term, finish and root, both index widths.  (The simulator runs Python, so this
+    is what checks the kernels against Numba's CUDA type system.)"""
     compile_ptx = _ptx_compiler(monkeypatch)
     import numba
     from numbapool._cuda import backend, plane, spatial, strided
@@ -272,33 +271,27 @@ def test_kernels_compile_for_a_real_gpu(monkeypatch):
     monkeypatch.setattr(plane, "fill_threads", lambda: 1 << 20)  # few outputs: split planes
     monkeypatch.setattr(plane, "SPLIT_TAPS", 1)
     monkeypatch.setattr(plane, "MIN_TAPS", 1)
-    for dtype in INTS + FLOATS:
+    for dtype in INTS + FLOATS:  # the value types: window and plane kernels, both passes
         x = np.zeros((2, 3, 6, 5), dtype)
-        cl = np.zeros((2, 6, 5, 8), dtype)
         nbp.max_pool2d(x, 2, return_indices=True)
-        nbp.max_pool2d(cl, 2, layout="channels_last")
-        nbp.global_max_pool(x, nan_policy="omit")
-        nbp.global_max_pool(cl, layout="channels_last")
-        nbp.avg_pool2d(x, 3, 2, 1, divisor_override=2)
-        nbp.global_avg_pool(cl, layout="channels_last")
-        if dtype in FLOATS:
-            nbp.lp_pool2d(x, 2.5, 2)
-            nbp.gem_pool(cl, 2.5, layout="channels_last")
-    monkeypatch.setattr(plane, "fill_threads", lambda: 1)  # several channels per thread
+        nbp.global_max_pool(np.zeros((2, 6, 5, 8), dtype), layout="channels_last",
+                            nan_policy="omit")
+        nbp.avg_pool2d(x, 3, 2, 1)
     x = np.zeros((2, 3, 6, 5), np.float32)
     cl = np.zeros((2, 6, 5, 8), np.float32)
-    for layout, a in (("channels_first", x), ("channels_last", cl)):
-        nbp.min_pool2d(a, 3, 2, 1, return_indices=True, nan_policy="omit", layout=layout)
-        nbp.min_pool(a, (2, 2, 2), layout=layout, nan_policy="omit")
-        nbp.max_pool(np.zeros((1, 2, 3, 3, 3, 3) if layout == "channels_first"
-                              else (1, 3, 3, 3, 3, 8), np.float32),
-                     2, return_indices=True, layout=layout)
-        nbp.avg_pool(a, (2, 2, 2), 1, 1, nan_policy="omit", layout=layout)
-        nbp.avg_pool2d(a, 3, 2, 1, layout=layout, divisor_override=2, nan_policy="omit")
-        nbp.adaptive_avg_pool2d(a, 3, layout=layout)
-        for p in (1.0, 2.0, 3.0, 2.5, 0.5):
-            nbp.lp_pool2d(a, p, 2, layout=layout)
-            nbp.gem_pool(a, p, layout=layout)
+    nbp.global_avg_pool(cl, layout="channels_last", nan_policy="omit")
+    nbp.gem_pool(x.astype(np.float64), 2.5)  # the float64 root: a combining pass
+    monkeypatch.setattr(plane, "fill_threads", lambda: 1)  # several channels per thread
+    nbp.min_pool2d(cl, 3, 2, 1, return_indices=True, nan_policy="omit", layout="channels_last")
+    nbp.avg_pool2d(cl, 3, 2, 1, layout="channels_last", divisor_override=2, nan_policy="omit")
+    nbp.min_pool(x, (2, 2, 2), nan_policy="omit")
+    nbp.max_pool(np.zeros((1, 2, 3, 3, 3, 3), np.float32), 2, return_indices=True)
+    nbp.avg_pool(x, (2, 2, 2), 1, 1)
+    nbp.avg_pool(np.zeros((1, 2, 3, 3, 3, 3), np.float32), 2)
+    for p in (1.0, 2.0, 2.5, 0.5):
+        nbp.lp_pool2d(x, p, 2)
+    nbp.gem_pool(x, 3.0)
+    nbp.gem_pool(np.zeros((2, 3, 6, 5), np.float16), 2.5)
     monkeypatch.setattr(spatial, "WIDE", 1)  # the uint64 forms
     nbp.max_pool2d(x, 2, return_indices=True)
     nbp.avg_pool2d(cl, 2, layout="channels_last", nan_policy="omit")

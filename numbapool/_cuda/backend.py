@@ -26,11 +26,9 @@ from typing import Callable
 
 import numpy as np
 
-from numba import njit
-
-from .. import token_plan
-from ..plan import FINISHES, TRANSFORMS
+from ..plan import OFF
 from . import compat, strided
+from . import plane as _plane
 from . import spatial as _spatial
 from . import tokens as _tokens
 
@@ -91,16 +89,21 @@ def _finish_out(work, ret, env):
 
 
 def spatial_tables(plan, put):
-    """The plan's window tables as views of one int64 (and one float64) array.
+    """The plan's window tables for the kernels: one uint64 (and, for sums, one float64) array.
 
     ``put`` moves a host array to where the kernels read it (``compat.to_device``; the
-    identity for compile checks), so each call makes one or two small transfers.  The edge
-    tables get a sentinel entry, so that none of the views is empty.
+    identity for compile checks), so it is called once or twice.  ``axes`` (read by pools
+    of four or more spatial axes; the others get the runs by value) has its ``OFF`` column
+    negated, so that every entry is non-negative and the kernels' index arithmetic stays
+    unsigned.  The edge tables get a sentinel entry, so that none of the views is empty.
+    Reads nothing of the plan but its tables and its reducer.
     """
     t = plan.tables
+    axes = t.axes.copy()
+    axes[:, OFF] = -axes[:, OFF]
     pad = np.zeros(1, np.int64)
-    parts = [t.axes, np.concatenate((t.first, pad)), np.concatenate((t.count, pad))]
-    ints = put(np.concatenate([np.ravel(p) for p in parts]).astype(np.int64))
+    parts = [axes, np.concatenate((t.first, pad)), np.concatenate((t.count, pad))]
+    ints = put(np.concatenate([np.ravel(p) for p in parts]).astype(np.uint64))
     cut = np.cumsum([0] + [p.size for p in parts])
     views = [ints[int(cut[i]):int(cut[i + 1])].reshape(p.shape) for i, p in enumerate(parts)]
     tables = dict(zip(("axes", "first", "count"), views))
@@ -174,25 +177,22 @@ def no_indices():
         return _NO_INDICES[device]
 
 
-def spatial_launch(plan, xc, vc, ic, tables):
-    """The :class:`Launch` of a spatial pool over canonical views ``xc`` -> ``vc`` (``ic``).
+def spatial_launch(plan, xc, vc, ic, tables, stream=0):
+    """The :class:`Launch` list of a spatial pool over canonical views ``xc`` -> ``vc`` (``ic``).
 
-    ``ic`` is the int64 index view, or an empty int64 placeholder when there are no indices
-    (so one compiled kernel serves both).
+    ``ic`` is the int64 index view, or an empty int64 placeholder when there are no indices.
+    Pools of few large windows (global pools, adaptive or window pools with large windows
+    and few outputs) take the plane path (:mod:`numbapool._cuda.plane`: a block of threads
+    per window, two launches when the windows are split over several blocks, with the
+    partial results in a buffer kept per device and ``stream``, the stream the launches will
+    run on); the others one launch of the window kernels (:mod:`numbapool._cuda.spatial`).
     """
-    t = tables
-    geo = (t["axes"], t["first"], t["count"])
-    if plan.reducer in ("max", "min"):
-        dtype = plan.out_dtype  # the input's
-        one = np.float32(1) if dtype == np.float16 else dtype.type(1)
-        return Launch(_spatial.extreme_kernel,
-                      (xc, vc, ic, *geo, one, plan.channels, plan.reducer == "min",
-                       plan.omit_nan, plan.return_indices), vc.size)
-    return Launch(_spatial.sum_kernel,
-                  (xc, vc, *geo, t["div"], plan.channels, plan.acc_dtype.type(0),
-                   TRANSFORMS[plan.transform], float(plan.power), float(plan.eps),
-                   FINISHES[plan.finish], plan.omit_nan, float(plan.divisor_override)),
-                  vc.size)
+    fill = _plane.fill_threads()
+    if _plane.suits(plan, vc.size, fill):
+        parts = _plane.launches(plan, xc, vc, ic, tables, stream)
+    else:
+        parts = [_spatial.window_launch(plan, xc, vc, ic, tables, fill)]
+    return [Launch(*part) for part in parts]
 
 
 def run_spatial(plan, x, out, result_shape, env=None):
@@ -209,7 +209,8 @@ def run_spatial(plan, x, out, result_shape, env=None):
         vc = work_v.reshape(plan.canonical_out_shape)
         ic = no_indices() if work_i is None else work_i.reshape(plan.canonical_out_shape)
         tables = device_tables(plan, env.stream)
-        spatial_launch(plan, xc, vc, ic, tables).run(env.stream)
+        for launch in spatial_launch(plan, xc, vc, ic, tables, env.stream):
+            launch.run(env.stream)
         _finish_out(work_v, ret_v, env)
         if work_i is not None:
             _finish_out(work_i, ret_i, env)
@@ -218,10 +219,15 @@ def run_spatial(plan, x, out, result_shape, env=None):
 
 # --------------------------------------------------------------------------- token pooling
 
-#: Features per block (a warp's worth: one coalesced read per token) and token lanes per
-#: block of the token kernel; small D gives fewer features and more lanes per block.
+#: Feature threads per token lane at most (a warp: one coalesced read per token), token
+#: lanes per block at most (a narrow D gets fewer feature threads and more lanes), and the
+#: tokens a lane should get at least, on average (short sequences get fewer lanes: each
+#: level of the lanes' merge costs two barriers).
 TOKEN_FEATURES = 32
 TOKEN_LANES = 8
+TOKENS_PER_LANE = 8
+#: Features per thread: ``None`` lets :func:`token_shape` choose (tests force a value).
+TOKEN_VEC = None
 
 
 def _device_views(arrays):
@@ -237,48 +243,172 @@ def _device_views(arrays):
     return views
 
 
-_mask_runs = njit(cache=True)(token_plan.mask_runs)
+def _pow2_floor(n):
+    return 1 << (max(1, int(n)).bit_length() - 1)
 
 
-def token_sequences(plan):
-    """The :class:`~numbapool.token_plan.Sequences` of the plan, on the host."""
-    runs = plan.runs()
-    if runs is None:
-        return _mask_runs(plan.mask)
-    return token_plan.Sequences(runs[0], runs[1], np.zeros(0, np.int64), False)
+def token_block(features, vec=1, tokens=None):
+    """``(TX, TY)``: feature threads and token lanes of a block of the token kernel.
 
-
-def token_block(features):
-    """``(TX, TY)``: features and token lanes of one block of the token kernel."""
-    tx = max(1, min(TOKEN_FEATURES, features))
+    ``TX`` is a power of two (a compile-time constant of the kernel, like ``TY``): the
+    fewest that cover ``features`` with ``vec`` features each, at most
+    :data:`TOKEN_FEATURES`.  A narrow ``TX`` leaves room for more lanes, up to
+    ``TOKEN_LANES * TOKEN_FEATURES`` threads; ``tokens`` (a sequence's tokens on average)
+    caps the lanes at a power of two giving each :data:`TOKENS_PER_LANE` tokens.
+    """
+    need = -(-max(1, features) // vec)
+    tx = min(TOKEN_FEATURES, 1 << (need - 1).bit_length())
     ty = max(1, min(TOKEN_LANES * TOKEN_FEATURES, _tokens.MAX_THREADS) // tx)
+    if tokens is not None:
+        ty = min(ty, _pow2_floor(tokens // TOKENS_PER_LANE))
     return tx, ty
 
 
+def token_shape(plan, rows):
+    """``(vec, TX, TY)`` of a call: features per thread, feature threads, token lanes.
+
+    ``vec`` is the most the kernel's registers allow (:func:`_tokens.max_vec`), halved
+    while a warp would not be filled or the grid would have fewer blocks than twice the
+    multiprocessors (wider tiles are fewer).  ``rows``: the token rows of ``hidden``.
+    """
+    codes = tuple(plan.codes.tolist())
+    wide = plan.acc_dtype == np.float64
+    D = plan.features
+    vec = TOKEN_VEC or _tokens.max_vec(codes, plan.omit_nan, wide)
+    if TOKEN_VEC is None:
+        sms = compat.properties(compat.current_device_id())["multiprocessors"]
+        while vec > 1 and (D <= TOKEN_FEATURES * (vec // 2)
+                           or plan.batch * -(-D // (TOKEN_FEATURES * vec)) < 2 * sms):
+            vec //= 2
+    reads = _tokens.reads_tokens(codes)
+    tokens = (plan.length if not plan.packed else rows // max(1, plan.batch)) if reads else 0
+    tx, ty = token_block(D, vec, tokens)
+    return vec, tx, ty
+
+
+_EMPTY: dict = {}
+_EMPTY_LOCK = threading.Lock()
+
+
+def _empty(shape, dtype):
+    """An empty device array of ``dtype`` (one per device), for the arrays a kernel takes
+    but does not read."""
+    key = (compat.current_device_id(), shape, np.dtype(dtype))
+    with _EMPTY_LOCK:
+        if key not in _EMPTY:
+            _EMPTY[key] = compat.device_empty(shape, dtype)
+        return _EMPTY[key]
+
+
+def _device_integers(a):
+    """A Numba view of CUDA integer array ``a`` (``None`` for host arrays and the rest)."""
+    if a is None or isinstance(a, np.ndarray):
+        return None
+    try:
+        view = compat.as_device_array(a)
+    except Exception:  # a list, a CPU tensor, an array Numba cannot view: use the host copy
+        return None
+    return view if np.dtype(view.dtype).kind in "iu" and view.ndim == 1 else None
+
+
+def token_sequences(plan, inputs, stream=0):
+    """``(kind, offs, mask)``: how the kernel finds each sequence's tokens (a
+    :data:`_tokens.KINDS` code) and the device arrays it reads for that.
+
+    Packed: the caller's CUDA ``offsets`` as they are, or the plan's offsets copied over
+    (one transfer).  Padded: the caller's CUDA mask as it is, a host mask copied over, or
+    no mask at all.  ``inputs``: the caller's ``(hidden, attention_mask, weights, scores,
+    lengths, offsets)``.
+    """
+    no_offs = _empty((0,), np.int64)
+    no_mask = _empty((0, 0), np.bool_)
+    if plan.packed:
+        offs = _device_integers(inputs[5])
+        if offs is None:
+            offs = compat.to_device(np.append(plan.first, plan.first[-1] + plan.count[-1])
+                                    .astype(np.int64), stream)
+        return _tokens.K_OFFSETS, offs, no_mask
+    if plan.device_mask is not None:
+        return _tokens.K_MASK, no_offs, plan.device_mask
+    if plan.mask is not None:
+        return _tokens.K_MASK, no_offs, compat.to_device(plan.mask, stream)
+    return _tokens.K_FULL, no_offs, no_mask
+
+
+def _sequence_sums(values, plan):
+    """Each sequence's sum of ``values`` (flat, by position), float64."""
+    if not plan.packed:
+        return values.reshape(plan.batch, plan.length).sum(axis=1)
+    sums = np.zeros(plan.batch)
+    full = plan.count > 0
+    if full.any():  # the sequences that hold tokens, in order, tile the rows
+        sums[full] = np.add.reduceat(values, plan.first[full])
+    return sums
+
+
+def token_coefficients(plan, stream=0):
+    """``(wts, atts, wtot, atot)``: the per-position weights and softmax terms of the
+    weighted and attention modes, and (propagate) each sequence's totals, on the device.
+
+    The kernels' coefficients, as the CPU computes them: the plan's scaled weights and
+    ``exp`` of its shifted scores, each rounded to the accumulator type (and 0 at padding
+    positions); the totals are their float64 sums.  One transfer; empty arrays when no mode
+    uses them.
+    """
+    need = plan.needs
+    if not (need.w or need.att):
+        none = _empty((0,), np.float64)
+        return none, none, none, none
+    acc = plan.acc_dtype.type
+    w = plan.weights.astype(acc).astype(np.float64)
+    with np.errstate(under="ignore"):
+        a = np.exp(plan.scores).astype(acc).astype(np.float64)
+    if need.att and not plan.packed and plan.mask is not None:
+        a = np.where(plan.mask.reshape(-1), a, 0.0)
+    totals = []
+    if not plan.omit_nan:  # under omit each feature has its own total, kept by the kernel
+        totals = [_sequence_sums(w, plan) if need.w else w[:0],
+                  _sequence_sums(a, plan) if need.att else a[:0]]
+    else:
+        totals = [w[:0], w[:0]]
+    parts = [w, a] + totals
+    cut = np.cumsum([0] + [p.size for p in parts])
+    flat = compat.to_device(np.concatenate(parts + [np.zeros(1)]), stream)
+    return tuple(flat[int(cut[i]):int(cut[i + 1])] for i in range(4))
+
+
+def token_launch(plan, rows, work, seqs, coefs, vec, tx, ty):
+    """The :class:`Launch` of the token kernel: ``rows`` (``hidden``'s elements, flat and
+    C-contiguous) into ``work``; ``seqs`` from :func:`token_sequences`, ``coefs`` from
+    :func:`token_coefficients`, ``(vec, tx, ty)`` from :func:`token_shape`."""
+    kind, offs, mask = seqs
+    codes = tuple(plan.codes.tolist())
+    kernel = _tokens.token_kernel(codes, plan.omit_nan, kind, plan.acc_dtype == np.float64,
+                                  vec, tx, ty)
+    sb = 0 if plan.packed else plan.length
+    tiles = -(-plan.features // (tx * vec))
+    return Launch(kernel, (rows, work, sb, offs, mask, *coefs, plan.coef_stride),
+                  plan.batch * tiles, tx * ty)
+
+
 def run_tokens(plan, hidden, out, inputs, env=None):
-    """Pool device array ``hidden`` by a :class:`~numbapool.token_plan.TokenPlan`."""
+    """Pool device array ``hidden`` by a :class:`~numbapool.token_plan.TokenPlan`.
+
+    ``inputs``: the caller's ``(hidden, attention_mask, weights, scores, lengths,
+    offsets)`` (CUDA ones are checked for overlap with ``out``; CUDA ``offsets`` are read
+    in place).  Host work per call: the result's allocation, plus one copy to the device
+    for a host mask, for offsets not given as a CUDA integer array, and for the
+    coefficients of the weighted and attention modes.  Nothing waits.
+    """
     env = env or DEFAULT_ENV
     work, ret = _result(out, plan.out_shape, plan.out_dtype,
                         [hidden] + _device_views(inputs), "out", env)
     if work.size:
-        first, count, positions, indexed = token_sequences(plan)
-        D = plan.features
-        rows = strided.contiguous(hidden, env.stream).reshape(-1, D)
-        cut = np.cumsum([0, first.size, count.size, positions.size, plan.codes.size])
-        ints = compat.to_device(np.concatenate([first, count, positions, plan.codes])
-                                .astype(np.int64), env.stream)
-        first_d, count_d, pos_d, codes_d = (ints[int(cut[i]):int(cut[i + 1])] for i in range(4))
-        coefs = compat.to_device(np.concatenate([plan.weights, plan.scores, [0.0]]), env.stream)
-        n_w = plan.weights.size
-        weights_d = coefs[:n_w]
-        scores_d = coefs[n_w:n_w + plan.scores.size]
-        needs = tuple(plan.needs)
-        sb = 0 if plan.packed else plan.length
-        tx, ty = token_block(D)
-        Launch(_tokens.token_kernel,
-               (rows, work, first_d, count_d, pos_d, bool(indexed), sb, weights_d, scores_d,
-                plan.coef_stride, codes_d, needs, plan.omit_nan, plan.acc_dtype.type(1), tx,
-                ty), plan.batch * (-(-D // tx)), tx * ty).run(env.stream)
+        rows = strided.contiguous(hidden, env.stream).reshape(-1)
+        vec, tx, ty = token_shape(plan, rows.size // plan.features)
+        launch = token_launch(plan, rows, work, token_sequences(plan, inputs, env.stream),
+                              token_coefficients(plan, env.stream), vec, tx, ty)
+        launch.run(env.stream)
         _finish_out(work, ret, env)
     return ret
 

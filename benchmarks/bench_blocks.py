@@ -1,0 +1,131 @@
+"""Benchmarks of :func:`numbapool.block_reduce` against scikit-image, NumPy and the copy roofline.
+
+Four cases, one pytest-benchmark group each:
+
+* ``mean2x2``: the mean of 2x2 blocks of a float32 image;
+* ``max4x4``: the max of 4x4 blocks of a float32 image;
+* ``median3x3x3``: the median of 3x3x3 blocks of a float32 volume;
+* ``mode2x2x2``: the mode of 2x2x2 blocks of a uint32 label volume (50 labels).
+
+Each group times ``numbapool``, ``skimage`` (``skimage.measure.block_reduce`` with
+``np.mean``, ``np.max``, ``np.median``, or a ``scipy.stats.mode`` wrapper for the mode),
+``numpy`` (the reshape-reduce a NumPy user writes: ``x.reshape(h, 2, w, 2).mean((1, 3))``,
+``np.median`` over the block axes, and for the mode the same reshape with
+``scipy.stats.mode``) and ``roofline`` (a parallel copy of the bytes the op reads and
+writes)::
+
+    python -m pytest benchmarks/bench_blocks.py --benchmark-only --benchmark-group-by=group
+
+``NUMBAPOOL_BENCH_QUICK=1`` runs tiny shapes (a smoke run).
+"""
+
+import numpy as np
+import pytest
+
+import numbapool as nbp
+
+from conftest import QUICK, copy_roofline
+
+IMPLS = ("numbapool", "skimage", "numpy", "roofline")
+
+
+def _mode_blocks(blocked, axis):
+    """``scipy.stats.mode`` over the trailing block axes ``axis`` (it takes one axis):
+    the blocks flattened into one axis first (a copy of the blocked view)."""
+    import scipy.stats
+
+    lead = blocked.shape[:blocked.ndim - len(axis)]
+    flat = blocked.reshape(lead + (-1,))
+    return scipy.stats.mode(flat, axis=-1, keepdims=False).mode
+
+
+def _reshaped(x, block):
+    """``x`` viewed as ``(n0, b0, n1, b1, ...)`` (whole blocks) and the block axes."""
+    shape = []
+    for n, b in zip(x.shape, block):
+        shape += [n // b, b]
+    return x.reshape(shape), tuple(range(1, 2 * x.ndim, 2))
+
+
+def _numpy_mode(x, block):
+    blocked, axes = _reshaped(x, block)
+    order = tuple(range(0, 2 * x.ndim, 2)) + axes
+    return _mode_blocks(blocked.transpose(order), axes)
+
+
+class Case:
+    def __init__(self, name, shape, dtype, block, func):
+        self.name, self.shape, self.dtype, self.block, self.func = name, shape, dtype, block, func
+
+    def make(self):
+        rng = np.random.default_rng(0)
+        if np.dtype(self.dtype).kind == "u":
+            return rng.integers(0, 50, self.shape).astype(self.dtype)
+        return rng.random(self.shape, dtype=self.dtype)
+
+    def moved_bytes(self, x):
+        return x.nbytes + x.nbytes // int(np.prod(self.block))
+
+    def call(self, impl, x):
+        block, func = self.block, self.func
+        if impl == "numbapool":
+            out = np.empty(tuple(n // b for n, b in zip(x.shape, block)), x.dtype)
+            return lambda: nbp.block_reduce(x, block, func, out=out)
+        if impl == "skimage":
+            measure = pytest.importorskip("skimage.measure")
+            reducer = {"mean": np.mean, "max": np.max, "median": np.median,
+                       "mode": _mode_blocks}[func]
+            return lambda: measure.block_reduce(x, block, reducer)
+        if impl == "numpy":
+            if func == "mode":
+                pytest.importorskip("scipy.stats")
+                return lambda: _numpy_mode(x, block)
+            reducer = {"mean": np.mean, "max": np.max, "median": np.median}[func]
+
+            def numpy_call():
+                blocked, axes = _reshaped(x, block)
+                return reducer(blocked, axis=axes)
+
+            return numpy_call
+        return copy_roofline(self.moved_bytes(x))
+
+
+if QUICK:
+    CASES = [Case("mean2x2", (64, 64), np.float32, (2, 2), "mean"),
+             Case("max4x4", (64, 64), np.float32, (4, 4), "max"),
+             Case("median3x3x3", (12, 12, 12), np.float32, (3, 3, 3), "median"),
+             Case("mode2x2x2", (16, 16, 16), np.uint32, (2, 2, 2), "mode")]
+else:
+    CASES = [Case("mean2x2", (4096, 4096), np.float32, (2, 2), "mean"),
+             Case("max4x4", (4096, 4096), np.float32, (4, 4), "max"),
+             Case("median3x3x3", (192, 192, 192), np.float32, (3, 3, 3), "median"),
+             Case("mode2x2x2", (256, 256, 256), np.uint32, (2, 2, 2), "mode")]
+
+_INPUTS = {}
+
+
+def _input(case):
+    if case.name not in _INPUTS:
+        _INPUTS.clear()  # one case's (large) input alive at a time
+        _INPUTS[case.name] = case.make()
+    return _INPUTS[case.name]
+
+
+PAIRS = [(case, impl) for case in CASES for impl in IMPLS]
+
+
+@pytest.mark.parametrize("case,impl", PAIRS, ids=[f"{c.name}-{i}" for c, i in PAIRS])
+def test_block_reduce(benchmark, case, impl):
+    benchmark.group = case.name
+    x = _input(case)
+    call = case.call(impl, x)
+    if impl == "roofline":
+        benchmark.extra_info["bytes"] = case.moved_bytes(x)
+        benchmark(call)
+        return
+    want = nbp.block_reduce(x, case.block, case.func)  # compiles numbapool, untimed
+    if impl == "numbapool":
+        result = benchmark(call)
+    else:  # slow: a few rounds
+        result = benchmark.pedantic(call, rounds=3, iterations=1, warmup_rounds=1)
+    np.testing.assert_allclose(np.asarray(result), want, rtol=1e-5)
