@@ -57,6 +57,17 @@ def _pool_tokens(modes):
 
         return nbp.pool_tokens(*_tokens(dtype), modes)
 
+    call.floats_only = True  # token pooling takes floating hidden states only
+    return call
+
+
+def _blocks(block_size, func):
+    def call(dtype):
+        import numbapool as nbp
+
+        volume = (np.arange(4 * 6 * 6) % 5).astype(dtype).reshape(4, 6, 6)
+        return nbp.block_reduce(volume, block_size, func)
+
     return call
 
 
@@ -83,19 +94,24 @@ CALLS = {
     "gem_pool": _spatial("gem_pool"),
     "lp_pool2d": _spatial("lp_pool2d", 2.0, 2),
     "pool_tokens all modes": _pool_tokens(("cls", "last", "mean", "max", "min", "sum")),
+    "block_reduce mean 2x2": _blocks((1, 2, 2), "mean"),
+    "block_reduce max 2x2": _blocks((1, 2, 2), "max"),
+    "block_reduce median 2x2x2": _blocks(2, "median"),
+    "block_reduce mode 2x2x2": _blocks(2, "mode"),
 }
 #: The calls warmed without ``--all``: the commonest pools, channels-first.
 COMMON = ("max_pool2d 2x2", "max_pool2d 3x3/s2/p1", "avg_pool2d 3x3/s2/p1",
-          "adaptive_avg_pool2d 4", "global_avg_pool", "global_max_pool", "pool_tokens mean")
+          "adaptive_avg_pool2d 4", "global_avg_pool", "global_max_pool", "pool_tokens mean",
+          "block_reduce mean 2x2")
 
 
 def run_call(name, dtype):
-    """Run call ``name`` on ``dtype`` in this process (a worker's job); a call that does not
-    take ``dtype`` (it raises ``TypeError``) is skipped."""
-    try:
-        CALLS[name](dtype)
-    except TypeError:
-        pass
+    """Run call ``name`` on ``dtype`` in this process (a worker's job); a call that takes
+    floating inputs only is skipped for an integer ``dtype``."""
+    call = CALLS[name]
+    if getattr(call, "floats_only", False) and np.dtype(dtype).kind != "f":
+        return
+    call(dtype)
 
 
 def _worker(name, dtype):
@@ -116,7 +132,7 @@ def warm(dtypes=DEFAULT_DTYPES, everything=False, jobs=None, progress=sys.stderr
     Returns ``(jobs_run, compiled_in_check)``: the second is the number of kernels the
     check had to compile again (0 when every worker's cache write survived).
 
-    Calls that do not take a dtype (token pooling of integers, say) are skipped.
+    Calls that do not take a dtype (token pooling of integers) are skipped.
     """
     if names is None:
         names = tuple(CALLS) if everything else COMMON

@@ -77,6 +77,19 @@ def test_every_warm_call_runs_here():
     run_call("pool_tokens mean", "int32")  # token pooling takes floats only: skipped
 
 
+def test_a_warm_call_that_fails_is_not_hidden(monkeypatch):
+    """Only the declared float-only calls are skipped for integers; any other error of a
+    call (a TypeError included) reaches the caller."""
+    from numbapool import warm as warm_module
+
+    def broken(dtype):
+        raise TypeError("a real bug")
+
+    monkeypatch.setitem(warm_module.CALLS, "broken", broken)
+    with pytest.raises(TypeError, match="a real bug"):
+        warm_module.run_call("broken", "int32")
+
+
 def test_first_compile_is_announced_once_at_info(tmp_path):
     code = ("import logging; logging.basicConfig(level=logging.INFO)\n"
             "import numpy as np, numbapool as nbp\n"
@@ -111,6 +124,25 @@ def test_run_split_raises_a_worker_error():
 
     with pytest.raises(RuntimeError, match="range"):
         parallel.run_split(kernel, (), parallel.cuts(4, 2))
+
+
+def test_run_split_raises_the_first_range_error_after_every_range_ended():
+    """The error of the lowest failing range is raised (not one chained onto another), and
+    only once every range has returned."""
+    import time
+
+    ended = []
+
+    def kernel(t0, t1):
+        if t0 > 0:
+            time.sleep(0.05)
+            ended.append(t0)
+        raise RuntimeError(f"range {t0}")
+
+    with pytest.raises(RuntimeError, match="range 0") as caught:
+        parallel.run_split(kernel, (), parallel.cuts(9, 3))
+    assert caught.value.__context__ is None
+    assert sorted(ended) == [3, 6]
 
 
 def test_threads_follow_numba_setting(monkeypatch):

@@ -15,7 +15,7 @@ The thread count is Numba's: ``numba.set_num_threads`` (or ``NUMBA_NUM_THREADS``
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 
@@ -66,5 +66,6 @@ def run_split(kernel, before, bounds, after=(), scratch=tuple):
     try:
         kernel(*before, bounds[0], bounds[1], *after, *scratch())
     finally:
-        for f in futures:
-            f.result()
+        wait(futures)  # no range may still be writing when the caller goes on
+    for f in futures:
+        f.result()  # the first failed range's error, in range order
