@@ -64,7 +64,9 @@ class GpuCase:
     """One benchmark case.
 
     ``kind`` is "image" (``shape`` is NCHW; a channels-last case gives numbapool the NHWC
-    tensor and torch the same memory as a ``channels_last`` NCHW tensor) or "tokens"
+    tensor and torch the same memory as a ``channels_last`` NCHW tensor), "blocks" (the
+    same inputs, for ``block_reduce``, whose ``args`` give the block of each axis of
+    numbapool's layout, and which takes no ``layout``) or "tokens"
     (``shape`` is ``(B, L, D)`` hidden states with a right-padding mask on the device).
     ``function(x, *args, **kwargs)`` is numbapool's call (``layout`` added for images);
     ``reference(torch, x)`` is torch's formulation on torch's input, whose result
@@ -92,6 +94,8 @@ class GpuCase:
         func = getattr(nbp, self.function)
         if self.kind == "tokens":
             return func(x[0], x[1], *self.args, **self.kwargs)
+        if self.kind == "blocks":
+            return func(x, *self.args, **self.kwargs)
         return func(x, *self.args, layout=self.layout, **self.kwargs)
 
     def to_ours(self, result):
@@ -123,6 +127,29 @@ def _token_mean(torch, inputs):
 def _token_max(torch, inputs):
     h, mask = inputs
     return h.masked_fill(~mask[..., None], float("-inf")).amax(1)
+
+
+def _block_median(torch, x):
+    """The median of each 2 x 2 block of NCHW ``x``: the mean of its middle two values."""
+    N, C, H, W = x.shape
+    s = x.reshape(N, C, H // 2, 2, W // 2, 2).transpose(3, 4).reshape(
+        N, C, H // 2, W // 2, 4).sort(-1).values
+    return (s[..., 1] + s[..., 2]) / 2
+
+
+def _blocks(img):
+    """block_reduce over 2 x 2 blocks: means (both layouts) and medians."""
+    F = "torch.nn.functional"
+    avg = lambda torch, x: torch.nn.functional.avg_pool2d(x, 2)  # noqa: E731
+    return [
+        GpuCase("block_mean_k2_nchw", "blocks", "block_reduce", tuple(img), "float32",
+                "channels_first", ((1, 1, 2, 2), "mean"), avg, f"{F}.avg_pool2d(x, 2)"),
+        GpuCase("block_mean_k2_nhwc", "blocks", "block_reduce", tuple(img), "float32",
+                "channels_last", ((1, 2, 2, 1), "mean"), avg, f"{F}.avg_pool2d(x, 2)"),
+        GpuCase("block_median_k2_nchw", "blocks", "block_reduce", tuple(img), "float32",
+                "channels_first", ((1, 1, 2, 2), "median"), _block_median,
+                "the mean of the middle two of each 2 x 2 block, sorted"),
+    ]
 
 
 def cases(quick=False):
@@ -158,6 +185,7 @@ def cases(quick=False):
     out += _image("avg2d_k2", "avg_pool2d", (2,),
                   lambda torch, x: torch.nn.functional.avg_pool2d(x, 2),
                   f"{F}.avg_pool2d(x, 2)", img, dtype="float16", layouts=("channels_last",))
+    out += _blocks(img)
     for dtype, tag in (("float32", ""), ("float16", "_f16")):
         out.append(GpuCase(f"tokens_mean{tag}", "tokens", "pool_tokens", TOKENS[quick],
                            dtype, "tokens", ("mean",), _token_mean,

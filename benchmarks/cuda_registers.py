@@ -4,7 +4,8 @@ No GPU is needed.  The script
 
 1. **collects the launches**: it runs representative calls of every public function (each
    spatial op in 1-D to 3-D, both layouts, indices, ``nan_policy="omit"``, every dtype;
-   ``pool_tokens`` in every mode, with holes in the mask, packed, ...; and large inputs,
+   ``pool_tokens`` in every mode, with holes in the mask, packed, ...; ``block_reduce``
+   with every reducer and dtype; and large inputs,
    which hold no memory, where sizes select variants) on host NumPy arrays posing as
    Numba device arrays, with the CUDA layer (``numbapool._cuda.compat``) faked so that
    CUDA counts as available, allocations and transfers return such stand-ins, and each
@@ -602,6 +603,36 @@ def token_calls(dtypes=FLOATS):
     return calls
 
 
+def block_calls(dtypes=INTS + FLOATS):
+    """``[(label, thunk)]``: ``block_reduce`` with every reducer on each dtype (both NaN
+    policies for floats; the 7 columns give a padded edge), means of float16/float32
+    blocks of more than 64 elements (float64 sums), and each reducer on a large (virtual)
+    input of the GPU benchmark's size."""
+    import numbapool as nbp
+    from numbapool.blocks import BLOCK_FUNCS
+
+    rng = np.random.default_rng(2)
+    calls = []
+    for dtype in dtypes:
+        host = _values((2, 6, 7, 3), dtype, rng)
+        policies = ("propagate", "omit") if dtype in FLOATS else ("propagate",)
+        for func in BLOCK_FUNCS:
+            for policy in policies:
+                def thunk(_h=host, _f=func, _p=policy):
+                    return nbp.block_reduce(stand_in(_h), (1, 2, 2, 1), _f, nan_policy=_p)
+                calls.append((f"block_reduce {func} {policy} {dtype} (2, 6, 7, 3)", thunk))
+        if dtype in ("float16", "float32"):  # a block of more than 64: float64 sums
+            def wide(_h=host):
+                return nbp.block_reduce(stand_in(_h), (2, 6, 7, 1), "mean")
+            calls.append((f"block_reduce mean {dtype} 2x6x7 blocks", wide))
+    for func in BLOCK_FUNCS:
+        def large(_f=func):
+            return nbp.block_reduce(StandIn.virtual((32, 64, 112, 112), "float32"),
+                                    (1, 1, 2, 2), _f)
+        calls.append((f"block_reduce {func} float32 (32, 64, 112, 112)", large))
+    return calls
+
+
 GROUPS = ("spatial", "tokens")
 
 
@@ -609,7 +640,8 @@ def representative_calls(groups=GROUPS):
     """``[(group, label, thunk)]`` of every public call the table covers (of ``groups``)."""
     calls = []
     if "spatial" in groups:
-        calls += [("spatial", label, f) for label, f in spatial_calls() + large_calls()]
+        calls += [("spatial", label, f)
+                  for label, f in spatial_calls() + large_calls() + block_calls()]
     if "tokens" in groups:
         calls += [("tokens", label, f) for label, f in token_calls()]
     return calls
@@ -1211,8 +1243,8 @@ def main(argv=None):
     meta = {"cc": cc, "date": datetime.date.today().isoformat(), "commit": _commit(),
             "versions": _versions(), "nvvm": nvvm or "unknown", "ptxas": ptxas_version,
             "n_calls": len(calls), "n_launches": len(records), "n_variants": len(found),
-            "groups": ("spatial functions and pool_tokens" if set(args.calls) == set(GROUPS)
-                       else f"only {', '.join(args.calls)}: --calls {' '.join(args.calls)}")}
+            "groups": ("spatial functions, block_reduce and pool_tokens"
+                       if set(args.calls) == set(GROUPS) else f"only {', '.join(args.calls)}: --calls {' '.join(args.calls)}")}
     args.out.write_text(render(rows, meta))
     print(f"wrote {args.out} ({time.perf_counter() - t0:.0f} s)")
     return 0

@@ -7,9 +7,11 @@ reduced to one value.  :func:`pyramid` repeats it level after level.
 The reducers ``"sum"``, ``"mean"``, ``"max"``, ``"min"``, ``"median"`` and ``"mode"`` run
 compiled kernels (:mod:`numbapool._cpu.block_kernels`); any other callable taking
 ``axis=`` is applied to a blocked NumPy view, as scikit-image does.  A plan (the canonical
-view of the input, see :class:`BlockPlan`) is built here and run by the CPU backend;
-``"pad"`` reduces the interior as ``"partial"`` and then the edge blocks again from padded
-copies of the thin edge slabs, so no copy of the whole input is made.
+view of the input, see :class:`BlockPlan`) is built here and run by the backend of the
+input's device.  On the CPU, ``"pad"`` reduces the interior as ``"partial"`` and then the
+edge blocks again from padded copies of the thin edge slabs, so no copy of the whole input
+is made; the CUDA kernels (:mod:`numbapool._cuda.blocks`) read ``cval`` for the elements
+past the input's end themselves.  The generic callable runs on the CPU only.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Literal, NamedTuple, Union
 import numpy as np
 
 from . import dispatch
+from ._dask import dask_aware
 from ._checks import EXTREME_DTYPES, NAN_POLICIES, check_choice, check_out
 from ._typing import Array, Device, NanPolicy
 
@@ -154,15 +157,20 @@ def _out_sizes(shape, blocks, boundary):
 
 
 def _host(x, device):
-    """``x`` as a NumPy array for the CPU kernels; ``NotImplementedError`` for the GPU."""
-    why = ("block_reduce runs on the CPU only for now (its CUDA kernels are not written "
-           "yet); pass a NumPy array, or device='cpu' to copy a CUDA array to the host")
-    if isinstance(device, str) and device == "cuda":
-        raise NotImplementedError(f"device='cuda': {why}")
+    """``(backend, x)``: the backend of ``x`` and ``device``, and ``x`` as it takes it (a
+    NumPy array for the CPU kernels, a Numba device array for the CUDA ones)."""
     backend, x = dispatch.resolve(x, device)
     if not hasattr(backend, "run_block_reduce"):
-        raise NotImplementedError(f"x is a CUDA array ({type(x).__name__}): {why}")
+        raise NotImplementedError(
+            f"x is a {type(x).__name__}, whose backend has no block reduction (it runs on "
+            "the CPU only there); pass a NumPy array, or device='cpu' to copy a CUDA array "
+            "to the host")
     return backend, x
+
+
+def _on_cuda(x):
+    """Whether ``x`` (as :func:`_host` gives it) is for the CUDA kernels."""
+    return not isinstance(x, np.ndarray)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -170,7 +178,8 @@ def _host(x, device):
 
 def _plan(name, shape, blocks, sizes, out_dtype, acc_dtype, omit):
     """The :class:`BlockPlan` of a reduction with at least one block above 1."""
-    blocked = [a for a, b in enumerate(blocks) if b > 1]
+    # (every block 1, which only the CUDA path plans: the last axis stands as blocked)
+    blocked = [a for a, b in enumerate(blocks) if b > 1] or [len(shape) - 1]
     first, last = blocked[0], blocked[-1]
     outer = []
     for a in range(first, last):
@@ -189,8 +198,16 @@ def _plan(name, shape, blocks, sizes, out_dtype, acc_dtype, omit):
                      acc_dtype, omit, tuple(sizes))
 
 
-def _reduce(backend, name, x, blocks, sizes, out_dtype, acc_dtype, omit, out):
-    """Run the kernel of ``name`` on ``x`` (blocks cut short where the input ends)."""
+def _reduce(backend, name, x, blocks, sizes, out_dtype, acc_dtype, omit, out, cval=None):
+    """Run the kernel of ``name`` on ``x`` (blocks cut short where the input ends; on CUDA,
+    filled up with ``cval`` unless it is None)."""
+    if _on_cuda(x):  # one launch, whatever the blocks (a 0-d x is seen as 1-D)
+        if name in ("sum", "mean") and acc_dtype == np.float32 and math.prod(blocks) > 64:
+            acc_dtype = np.dtype(np.float64)
+        plan = _plan(name, tuple(x.shape) or (1,), blocks or (1,), sizes or (1,), out_dtype,
+                     acc_dtype, omit)
+        return backend.run_block_reduce(plan._replace(result_shape=tuple(sizes)), x, out,
+                                        cval)
     if all(b == 1 for b in blocks):  # every block one element: the element itself
         result = np.empty(sizes, out_dtype) if out is None else out
         if result.size:
@@ -294,6 +311,7 @@ def _product(lists):
 # --------------------------------------------------------------------------- public
 
 
+@dask_aware("block_reduce")
 def block_reduce(x: Array, block_size: int | Sequence[int], func: BlockFunc = "mean", *,
                  cval: float = 0, boundary: Boundary = "pad",
                  nan_policy: NanPolicy = "propagate", out: Array | None = None,
@@ -307,9 +325,9 @@ def block_reduce(x: Array, block_size: int | Sequence[int], func: BlockFunc = "m
     Parameters
     ----------
     x : array
-        A NumPy array of any shape; integer (8-64 bit, signed or unsigned) or
-        float16/32/64.  May be non-contiguous, negatively strided, Fortran-ordered or
-        read-only.
+        A NumPy array or a CUDA array (Numba device array, CuPy array, torch CUDA
+        tensor) of any shape; integer (8-64 bit, signed or unsigned) or float16/32/64.
+        May be non-contiguous, negatively strided, Fortran-ordered or read-only.
     block_size : int or tuple of int
         The block length on every axis (an int), or on each axis of ``x`` (one int per
         axis, 1 to leave an axis alone), each >= 1.
@@ -321,7 +339,8 @@ def block_reduce(x: Array, block_size: int | Sequence[int], func: BlockFunc = "m
         ``numpy.median`` name the same kernels.  Any other callable is called as
         ``func(view, axis=axes)`` on a read-only view of the blocks (``view.shape ==
         (*counts, *block_size)``, ``axes`` its last ``x.ndim`` axes), as scikit-image does:
-        slow, with NumPy's speed and the callable's dtype and NaN rules.
+        slow, with NumPy's speed and the callable's dtype and NaN rules, and on the CPU
+        only.
     cval : float
         The value that pads the last blocks with ``boundary="pad"``; it must be a value
         of ``x``'s dtype (an integer in range for integer ``x``).
@@ -336,11 +355,13 @@ def block_reduce(x: Array, block_size: int | Sequence[int], func: BlockFunc = "m
         mean's divisor too), and a block of only NaNs gives NaN, for every reducer.  With a
         callable only ``"propagate"`` is accepted (pass a NaN-aware callable instead).
     out : array, optional
-        Preallocated result of the exact shape and dtype, not overlapping ``x``.
-    device : {None, "cpu"}
-        Where to compute: block reduction runs on the CPU only for now.  ``"cpu"`` copies
-        a CUDA array to the host first; a CUDA array with ``device=None``, and
-        ``device="cuda"``, raise ``NotImplementedError``.
+        Preallocated result of the exact shape and dtype, of the result's family and
+        device, not overlapping ``x``.
+    device : {None, "cpu", "cuda"}
+        Where to compute: ``None`` where ``x`` lives (a CUDA array runs on the CUDA
+        kernels, its result of its family and on its device); ``"cpu"`` copies a CUDA
+        array to the host; ``"cuda"`` copies a NumPy array to the GPU and returns a Numba
+        device array.
 
     Returns
     -------
@@ -363,7 +384,9 @@ def block_reduce(x: Array, block_size: int | Sequence[int], func: BlockFunc = "m
         a ``cval`` that is not a value of ``x``'s dtype, an ``out`` of another shape or
         overlapping ``x``.
     NotImplementedError
-        For a CUDA array (unless ``device="cpu"``) and for ``device="cuda"``.
+        For a callable ``func`` (other than the NumPy reductions named above) on CUDA.
+    RuntimeError
+        For ``device="cuda"`` where no CUDA device (or simulator) is available.
 
     See Also
     --------
@@ -374,11 +397,14 @@ def block_reduce(x: Array, block_size: int | Sequence[int], func: BlockFunc = "m
     -----
     Max and min follow the NaN rules of the pooling functions.  Which of equal values a
     max, min or mode returns matters only for the sign of a zero, which is that of one of
-    the block's zeros.  Medians and modes of blocks of up to 256 elements sort 32 blocks
-    at once with a sorting network; larger blocks are gathered one at a time, into a
-    scratch of one block per thread.  The kernels are compiled once per dtype, whatever
-    the block shape (the first call of a dtype takes seconds; later processes load them
-    from Numba's cache).
+    the block's zeros.  On the CPU, medians and modes of blocks of up to 256 elements sort
+    32 blocks at once with a sorting network; larger blocks are gathered one at a time,
+    into a scratch of one block per thread.  On the GPU a thread reduces one output's
+    block: medians and modes sort blocks of up to 64 elements in the thread's local
+    memory and count larger ones without scratch (``n**2`` reads of a block of ``n``
+    elements); ``cval`` fills the padded blocks in the kernel, without a copy.  The
+    kernels are compiled once per dtype, whatever the block shape (the first call of a
+    dtype takes seconds; later processes load them from Numba's cache).
 
     Examples
     --------
@@ -416,6 +442,11 @@ def block_reduce(x: Array, block_size: int | Sequence[int], func: BlockFunc = "m
     pad = _cval(cval, dt, boundary == "pad")
     sizes = _out_sizes(x.shape, blocks, boundary)
     if call is not None:
+        if _on_cuda(x):
+            raise NotImplementedError(
+                f"func={func!r} runs on the CPU only (only the named reducers "
+                f"{', '.join(map(repr, BLOCK_FUNCS))} have CUDA kernels); pass device='cpu' "
+                "to copy x to the host")
         if nan_policy != "propagate":
             raise ValueError("nan_policy='omit' applies to the named reducers; a callable "
                              "func sees the NaNs itself (pass a NaN-aware one, such as "
@@ -429,9 +460,11 @@ def block_reduce(x: Array, block_size: int | Sequence[int], func: BlockFunc = "m
         out[...] = result
         return out
     out_dtype, acc_dtype = _dtypes(name, dt)
+    omit = nan_policy == "omit" and dt.kind == "f"
+    if _on_cuda(x):  # the backend checks out= (of the input's family) before any kernel
+        return _reduce(backend, name, x, blocks, sizes, out_dtype, acc_dtype, omit, out, pad)
     if out is not None:
         check_out(out, sizes, out_dtype, (x,))
-    omit = nan_policy == "omit" and dt.kind == "f"
     # "pad" reduces the blocks cut short as "partial" does, then redoes them with padding
     result = _reduce(backend, name, x, blocks, sizes, out_dtype, acc_dtype, omit, out)
     if boundary == "pad" and result.size:
@@ -439,6 +472,7 @@ def block_reduce(x: Array, block_size: int | Sequence[int], func: BlockFunc = "m
     return result
 
 
+@dask_aware("pyramid")
 def pyramid(x: Array, factor: int | Sequence[int] = 2, *, levels: int | None = None,
             func: BlockFunc = "mean", boundary: Boundary = "partial",
             nan_policy: NanPolicy = "propagate") -> list[Array]:
@@ -470,8 +504,9 @@ def pyramid(x: Array, factor: int | Sequence[int] = 2, *, levels: int | None = N
     Returns
     -------
     list of array
-        ``x`` itself, then ``levels`` reductions (NumPy arrays), each in the dtype
-        :func:`block_reduce` gives (so integer ``x`` gives float64 levels for means).
+        ``x`` itself, then ``levels`` reductions (of ``x``'s family, on its device), each
+        in the dtype :func:`block_reduce` gives (so integer ``x`` gives float64 levels for
+        means).
 
     Raises
     ------
@@ -480,7 +515,7 @@ def pyramid(x: Array, factor: int | Sequence[int] = 2, *, levels: int | None = N
     ValueError
         As for :func:`block_reduce`, and for ``levels < 0``.
     NotImplementedError
-        For a CUDA array.
+        For a callable ``func`` (other than the NumPy reductions) on a CUDA array.
 
     Examples
     --------
@@ -494,8 +529,8 @@ def pyramid(x: Array, factor: int | Sequence[int] = 2, *, levels: int | None = N
     >>> [a.shape for a in nbp.pyramid(np.zeros((8, 8, 3)), (2, 2, 1), levels=2)]
     [(8, 8, 3), (4, 4, 3), (2, 2, 3)]
     """
-    _, x = _host(x, None)
-    factors = _blocks(factor, x.ndim, "factor")
+    _, view = _host(x, None)  # checks x; the levels are of x's family
+    factors = _blocks(factor, view.ndim, "factor")
     if levels is not None:
         if not _is_int(levels):
             raise TypeError(f"levels must be an int or None; got {levels!r}")

@@ -26,6 +26,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 
 from . import _docstrings, dispatch, geometry
+from ._dask import dask_aware
 from ._checks import (
     LAYOUTS,
     NAN_POLICIES,
@@ -138,6 +139,7 @@ def _extreme_pool(reducer, x, kernel_size, stride, padding, dilation, ceil_mode,
     return _execute(plan, backend, x, out)
 
 
+@dask_aware("max_pool")
 @_docstrings.fill
 def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
              padding: Padding = 0, dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
@@ -181,6 +183,7 @@ def max_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
                          return_indices, nan_policy, layout, out, device, stream)
 
 
+@dask_aware("min_pool")
 @_docstrings.fill(like=max_pool)
 def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
              padding: Padding = 0, dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
@@ -206,6 +209,7 @@ def min_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
                          return_indices, nan_policy, layout, out, device, stream)
 
 
+@dask_aware("avg_pool")
 @_docstrings.fill
 def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
              padding: Padding = 0, ceil_mode: bool = False, count_include_pad: bool = True,
@@ -279,6 +283,7 @@ def avg_pool(x: Array, kernel_size: int | Sequence[int], stride: int | Sequence[
     return _execute(plan, backend, x, out)
 
 
+@dask_aware("lp_pool")
 @_docstrings.fill
 def lp_pool(x: Array, norm_type: float, kernel_size: int | Sequence[int],
             stride: int | Sequence[int] | None = None, ceil_mode: bool = False, *,
@@ -346,6 +351,7 @@ def _adaptive_axes(x, output_size, layout):
     return lead, channels, axes
 
 
+@dask_aware("adaptive_max_pool")
 @_docstrings.fill
 def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
                       return_indices: bool = False, nan_policy: NanPolicy = "propagate",
@@ -390,6 +396,7 @@ def adaptive_max_pool(x: Array, output_size: int | Sequence[int | None], *,
     return _execute(plan, backend, x, out)
 
 
+@dask_aware("adaptive_avg_pool")
 @_docstrings.fill(like=adaptive_max_pool)
 def adaptive_avg_pool(x: Array, output_size: int | Sequence[int | None], *,
                       nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
@@ -485,6 +492,7 @@ def _global_axes(x, spatial_dims, layout, keepdims):
     return lead, channels, axes, result_shape
 
 
+@dask_aware("global_max_pool")
 @_docstrings.fill
 def global_max_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool = False,
                     nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
@@ -528,6 +536,7 @@ def global_max_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool
     return _execute(plan, backend, x, out, shape)
 
 
+@dask_aware("global_avg_pool")
 @_docstrings.fill(like=global_max_pool)
 def global_avg_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool = False,
                     nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
@@ -567,6 +576,7 @@ def global_avg_pool(x: Array, spatial_dims: int | None = None, *, keepdims: bool
     return _execute(plan, backend, x, out, shape)
 
 
+@dask_aware("gem_pool")
 @_docstrings.fill
 def gem_pool(x: Array, p: float = 3.0, eps: float = 1e-6, spatial_dims: int | None = None, *,
              keepdims: bool = False, layout: Layout = "channels_first", out: Array | None = None,

@@ -24,6 +24,7 @@ import operator
 import numpy as np
 
 from . import dispatch
+from ._dask import dask_aware
 from ._checks import FLOAT_DTYPES, NAN_POLICIES, check_choice
 from ._typing import Array, Device, NanPolicy, Stream, TokenMode
 from .token_plan import (
@@ -226,6 +227,7 @@ def _coefficients(value, name, shape, token_mask, nonnegative):
 # --------------------------------------------------------------------------- public function
 
 
+@dask_aware("pool_tokens")
 def pool_tokens(hidden: Array, attention_mask: Array | None = None,
                 mode: TokenMode | list[TokenMode] | tuple[TokenMode, ...] = "mean", *,
                 weights: Array | None = None, scores: Array | None = None,

@@ -8,7 +8,8 @@ They return Numba device arrays; the dispatcher maps them back to the caller's f
 ``run_spatial(plan, x, out, result_shape, env=None)`` has the CPU backend's contract:
 ``out`` (or a ``(values, indices)`` pair with ``return_indices``) is checked for family,
 shape, dtype and overlap with the input, and is what gets returned; ``run_tokens(plan,
-hidden, out, inputs, env=None)`` is the same for token pooling.
+hidden, out, inputs, env=None)`` is the same for token pooling, and ``run_block_reduce(plan,
+x, out, cval=None, env=None)`` for block reduction.
 
 No host work on the hot path: a plan's window tables go to the device once per device
 (:func:`device_tables`, kept for the :data:`TABLE_CACHE_SIZE` most recent geometries),
@@ -27,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from ..plan import OFF
+from . import blocks as _blocks
 from . import compat, strided
 from . import plane as _plane
 from . import spatial as _spatial
@@ -215,6 +217,21 @@ def run_spatial(plan, x, out, result_shape, env=None):
         if work_i is not None:
             _finish_out(work_i, ret_i, env)
     return (ret_v, ret_i) if plan.return_indices else ret_v
+
+
+def run_block_reduce(plan, x, out, cval=None, env=None):
+    """Reduce device array ``x`` by a :class:`~numbapool.blocks.BlockPlan` (one launch of
+    :mod:`numbapool._cuda.blocks`); ``cval`` (None: blocks cut short reduce what they
+    have) fills the elements of blocks past the input's end, for ``boundary="pad"``."""
+    env = env or DEFAULT_ENV
+    work, ret = _result(out, plan.result_shape, plan.out_dtype, (x,), "out", env)
+    if work.size:
+        xc = strided.contiguous(x, env.stream).reshape(plan.in_shape)
+        table = _blocks.outer_table(plan, env.stream)
+        Launch(*_blocks.block_launch(plan, xc, work.reshape(plan.out_shape), table,
+                                     cval)).run(env.stream)
+        _finish_out(work, ret, env)
+    return ret
 
 
 # --------------------------------------------------------------------------- token pooling
