@@ -20,6 +20,17 @@ from ._info import cuda_available, info
 from .blocks import block_reduce, pyramid
 from .spatial import *  # noqa: F401,F403 -- the names listed in spatial.__all__
 from .tokens import TOKEN_MODES, pool_tokens
+from .unpool import max_unpool
 
-__all__ = ["pool_tokens", "TOKEN_MODES", "block_reduce", "pyramid", "cuda_available", "info"]
+__all__ = ["pool_tokens", "TOKEN_MODES", "block_reduce", "pyramid", "max_unpool",
+           "cuda_available", "info"]
 __all__ += spatial.__all__  # a form that type checkers and IDEs follow
+
+
+def __getattr__(name):
+    """``numbapool.grad`` loads on first use: ``import numbapool`` stays light."""
+    if name == "grad":
+        import importlib
+
+        return importlib.import_module(".grad", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

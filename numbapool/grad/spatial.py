@@ -1,0 +1,614 @@
+"""Gradients of the spatial pools with respect to their input.
+
+``grad.f(grad_out, x, *args, **kwargs)`` takes the upstream gradient (shaped exactly as
+``f``'s result) and ``f``'s own arguments, and returns ``d loss / d x``: an array of ``x``'s
+shape in ``grad_out``'s float dtype (float16 is accumulated in float32).  The rules:
+
+* max/min pools route each output's gradient to its window's winner, the forward's
+  ``return_indices`` position (ties: the first in row-major window order; under
+  ``"propagate"`` a window holding a NaN routes to its first NaN); overlapping windows
+  add up.  ``indices=`` takes the forward's indices to skip recomputing them;
+* averages give every element of a window ``grad_out / divisor`` with the forward's divisor
+  rules (padding, ``count_include_pad``, ``divisor_override``, adaptive and global
+  windows), summed over the windows that hold it;
+* ``lp_pool`` is differentiated as ``S ** (1/p)`` with ``S`` the window's sum of ``x**p``:
+  ``d/dx_i = sum over windows of grad_out * y**(1-p) * x_i**(p-1)``; a window whose sum is
+  not positive pools to a constant 0 and passes no gradient (PyTorch's rule for a zero sum);
+* ``gem_pool``: ``grad_out * y**(1-p) / n * clip(x, eps)**(p-1)`` where ``x >= eps`` and 0
+  below (PyTorch's ``clamp`` passes the gradient where ``x >= eps``), 0 where the mean is
+  not positive.
+
+NaN: under ``nan_policy="omit"`` NaN elements get zero gradient, averages divide by the
+non-NaN count as the forward does, and a window of only NaNs (whose NaN result does not
+depend on its elements) passes no gradient.  Under ``"propagate"`` an average's gradient
+does not look at the values (as PyTorch's), so NaN inputs get finite gradients.
+
+The work is done by two backend entry points, ``run_index_scatter`` (max/min) and
+``run_window_grad`` (every window sum), which take small plans
+(:class:`~numbapool._cpu.grad_kernels.ScatterPlan`,
+:class:`~numbapool._cpu.grad_kernels.WindowGradPlan`); the per-element factors of
+``lp_pool``, ``gem_pool`` and ``"omit"`` are NumPy code here.  Only the CPU backend has them
+for now: CUDA input raises ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import functools
+from math import prod
+
+import numpy as np
+
+from .. import dispatch, geometry
+from .. import spatial as fwd
+from .._checks import averaging_dtypes, check_bool, check_extreme_dtype, check_out, check_positive_real
+from .._typing import Array, Device, Layout, NanPolicy, Padding
+
+__all__ = [
+    "max_pool", "min_pool", "avg_pool", "lp_pool", "adaptive_max_pool", "adaptive_avg_pool",
+    "global_max_pool", "global_avg_pool", "gem_pool",
+    "max_pool1d", "max_pool2d", "max_pool3d",
+    "min_pool1d", "min_pool2d", "min_pool3d",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "global_max_pool1d", "global_max_pool2d", "global_max_pool3d",
+    "global_avg_pool1d", "global_avg_pool2d", "global_avg_pool3d",
+    "gem_pool1d", "gem_pool2d", "gem_pool3d",
+]
+
+_GRAD_DTYPES = tuple(np.dtype(t) for t in (np.float16, np.float32, np.float64))
+
+
+# --------------------------------------------------------------------------- common steps
+
+
+def _setup(grad_out, x, device):
+    """``(kernels, grad_out, x)``: the backend's gradient entry points and the arrays."""
+    backend, x = dispatch.resolve(x, device)
+    _, grad_out = dispatch.resolve(grad_out, device, name="grad_out")
+    if getattr(backend, "__name__", None) != "numbapool._cpu.backend":
+        raise NotImplementedError(
+            "numbapool.grad runs on the CPU only for now: pass NumPy arrays (or "
+            "device='cpu' to copy CUDA arrays to the host)")
+    from .._cpu import grad_kernels
+    dt = np.dtype(grad_out.dtype)
+    if dt not in _GRAD_DTYPES:
+        raise TypeError(f"grad_out has dtype {dt}; gradients accept float16, float32, float64")
+    return grad_kernels, grad_out, x
+
+
+def _check_grad(grad_out, shape, x, out, extra=()):
+    """Check grad_out's shape and ``out=``; returns ``(result dtype, work dtype)``."""
+    if tuple(grad_out.shape) != tuple(shape):
+        raise ValueError(f"grad_out has shape {tuple(grad_out.shape)}; the forward's output "
+                         f"has shape {tuple(shape)}")
+    dtype = np.dtype(grad_out.dtype)
+    if out is not None:
+        check_out(out, x.shape, dtype, (x, grad_out, *extra))
+    return dtype, (np.dtype(np.float32) if dtype == np.float16 else dtype)
+
+
+def _finish(res, dtype, out):
+    """``res`` (computed in the work dtype) as the caller's result."""
+    if res.dtype == dtype and (out is None or res is out):
+        return res
+    if out is None:
+        return res.astype(dtype)
+    out[...] = res
+    return out
+
+
+def _zero_nans(res, x, omit):
+    """Under ``"omit"``, NaN elements of ``x`` get zero gradient."""
+    if omit and x.dtype.kind == "f":
+        np.copyto(res, 0, where=np.isnan(x))
+
+
+def _planes(lead):
+    return prod(lead)
+
+
+# --------------------------------------------------------------------------- max / min
+
+
+def _check_indices(indices, shape):
+    if indices is None:
+        return None
+    indices = dispatch.host_array(indices, "indices")
+    if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
+        raise TypeError(f"indices must be an integer array (the forward's int64 indices); "
+                        f"got dtype {getattr(indices, 'dtype', type(indices).__name__)}")
+    if tuple(indices.shape) != tuple(shape):
+        raise ValueError(f"indices has shape {tuple(indices.shape)}; the forward's output has "
+                         f"shape {tuple(shape)}")
+    return indices
+
+
+def _scatter_grad(kernels, grad_out, x, shape, lead, in_spatial, out_spatial, channels,
+                  indices, forward_indices, omit, out):
+    indices = _check_indices(indices, shape)
+    dtype, work = _check_grad(grad_out, shape, x, out, () if indices is None else (indices,))
+    if indices is None:
+        indices = forward_indices()
+    src = grad_out if grad_out.dtype == work else grad_out.astype(work)
+    plan = kernels.ScatterPlan(_planes(lead), prod(in_spatial), prod(out_spatial), channels,
+                               tuple(x.shape), work, True)
+    res = kernels.run_index_scatter(plan, src, out if work == dtype else None, indices)
+    if res is None:
+        raise ValueError(f"indices holds positions outside [0, {prod(in_spatial)}), the "
+                         "flat spatial positions of a plane of x")
+    _zero_nans(res, x, omit)
+    return _finish(res, dtype, out)
+
+
+def _extreme_grad(forward, reducer, grad_out, x, kernel_size, stride, padding, dilation,
+                  ceil_mode, indices, nan_policy, layout, out, device):
+    kernels, grad_out, x = _setup(grad_out, x, device)
+    fwd._common(x, layout, nan_policy)
+    dtype = check_extreme_dtype(x)
+    n = fwd._spatial_rank(kernel_size, x, "kernel_size")
+    lead, channels, axes = fwd._sliding_axes(x, n, layout, kernel_size, stride, padding,
+                                             dilation, ceil_mode)
+    plan = fwd.SpatialPlan(reducer, axes, lead, channels, layout == "channels_last", dtype)
+
+    def forward_indices():
+        return forward(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True,
+                       nan_policy=nan_policy, layout=layout)[1]
+
+    return _scatter_grad(kernels, grad_out, x, plan.out_shape, lead, plan.in_spatial,
+                         plan.out_spatial, channels, indices, forward_indices,
+                         nan_policy == "omit", out)
+
+
+def max_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Padding = 0,
+             dilation=1, ceil_mode: bool = False, *, indices: Array | None = None,
+             nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
+             out: Array | None = None, device: Device = None) -> Array:
+    """Gradient of :func:`numbapool.max_pool` with respect to ``x``.
+
+    Each output's gradient goes to its window's winner; overlapping windows add up.
+
+    Parameters
+    ----------
+    grad_out : array
+        The gradient of the loss with respect to the pool's result: its exact shape, float.
+    x : array
+        The pool's input.
+    kernel_size, stride, padding, dilation, ceil_mode, nan_policy, layout
+        As the forward takes them.
+    indices : int array, optional
+        The forward's ``return_indices`` (flat positions inside each plane's spatial
+        extent); recomputed from ``x`` when omitted.
+    out : array, optional
+        The result, shaped as ``x``, of ``grad_out``'s dtype.
+    device : {None, "cpu", "cuda"}
+        As the forward's (only the CPU has gradients for now).
+
+    Returns
+    -------
+    array
+        Shaped as ``x``, in ``grad_out``'s dtype (float16 accumulated in float32).  Under
+        ``nan_policy="omit"`` NaN elements get 0.
+
+    Raises
+    ------
+    TypeError
+        A non-float ``grad_out``, a non-integer ``indices``, or the forward's type errors.
+    ValueError
+        ``grad_out`` or ``indices`` not of the forward's output shape, an index outside a
+        plane, or the forward's value errors.
+    NotImplementedError
+        CUDA input.
+
+    Examples
+    --------
+    >>> import numpy as np, numbapool as nbp
+    >>> from numbapool import grad
+    >>> x = np.array([[[1.0, 3.0, 2.0, 0.0, 5.0]]])
+    >>> nbp.max_pool(x, (3,), stride=2)
+    array([[[3., 5.]]])
+    >>> grad.max_pool(np.ones((1, 1, 2)), x, (3,), stride=2)
+    array([[[0., 1., 0., 0., 1.]]])
+    """
+    return _extreme_grad(fwd.max_pool, "max", grad_out, x, kernel_size, stride, padding,
+                         dilation, ceil_mode, indices, nan_policy, layout, out, device)
+
+
+def min_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Padding = 0,
+             dilation=1, ceil_mode: bool = False, *, indices: Array | None = None,
+             nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
+             out: Array | None = None, device: Device = None) -> Array:
+    """Gradient of :func:`numbapool.min_pool`: :func:`max_pool`'s rules with the minimum.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numbapool import grad
+    >>> x = np.array([[4, 1, 1, 7]], dtype=np.int16)  # integer x, float gradient
+    >>> grad.min_pool(np.array([[1.0, 2.0, 3.0]]), x, (2,), stride=1)
+    array([[0., 3., 3., 0.]])
+    """
+    return _extreme_grad(fwd.min_pool, "min", grad_out, x, kernel_size, stride, padding,
+                         dilation, ceil_mode, indices, nan_policy, layout, out, device)
+
+
+def adaptive_max_pool(grad_out: Array, x: Array, output_size, *, indices: Array | None = None,
+                      nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
+                      out: Array | None = None, device: Device = None) -> Array:
+    """Gradient of :func:`numbapool.adaptive_max_pool` (rules of :func:`max_pool`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numbapool import grad
+    >>> x = np.array([[[2.0, 1.0, 4.0]]])
+    >>> grad.adaptive_max_pool(np.array([[[1.0, 1.0]]]), x, 2)
+    array([[[1., 0., 1.]]])
+    """
+    kernels, grad_out, x = _setup(grad_out, x, device)
+    fwd._common(x, layout, nan_policy)
+    dtype = check_extreme_dtype(x)
+    lead, channels, axes = fwd._adaptive_axes(x, output_size, layout)
+    plan = fwd.SpatialPlan("max", axes, lead, channels, layout == "channels_last", dtype)
+
+    def forward_indices():
+        return fwd.adaptive_max_pool(x, output_size, return_indices=True,
+                                     nan_policy=nan_policy, layout=layout)[1]
+
+    return _scatter_grad(kernels, grad_out, x, plan.out_shape, lead, plan.in_spatial,
+                         plan.out_spatial, channels, indices, forward_indices,
+                         nan_policy == "omit", out)
+
+
+def global_max_pool(grad_out: Array, x: Array, spatial_dims: int | None = None, *,
+                    keepdims: bool = False, indices: Array | None = None,
+                    nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
+                    out: Array | None = None, device: Device = None) -> Array:
+    """Gradient of :func:`numbapool.global_max_pool` (rules of :func:`max_pool`).
+
+    ``indices``, when given, are shaped as the forward's result and hold each plane's
+    winner as a flat row-major position in its spatial extent (the first maximum; under
+    ``"propagate"`` the first NaN): those of ``adaptive_max_pool(x, (1,) * N,
+    return_indices=True)``, reshaped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numbapool import grad
+    >>> x = np.array([[[1.0, 5.0], [5.0, 2.0]]])  # one plane; the first 5 wins
+    >>> grad.global_max_pool(np.array([2.0]), x, 2)
+    array([[[0., 2.],
+            [0., 0.]]])
+    """
+    kernels, grad_out, x = _setup(grad_out, x, device)
+    fwd._common(x, layout, nan_policy)
+    check_extreme_dtype(x)
+    lead, channels, _, shape = fwd._global_axes(x, spatial_dims, layout, keepdims)
+    n = x.ndim - len(lead) - (layout == "channels_last")
+    spatial = tuple(x.shape[len(lead):len(lead) + n])
+
+    def forward_indices():
+        return fwd.adaptive_max_pool(x, (1,) * n, return_indices=True, nan_policy=nan_policy,
+                                     layout=layout)[1]
+
+    return _scatter_grad(kernels, grad_out, x, shape, lead, spatial, (1,), channels, indices,
+                         forward_indices, nan_policy == "omit", out)
+
+
+# --------------------------------------------------------------------------- window sums
+
+
+def _outer(vectors):
+    """The outer product of 1-D arrays, raveled (``[1.0]`` for none)."""
+    res = np.ones(1)
+    for v in vectors:
+        res = np.multiply.outer(res, v).reshape(-1)
+    return res
+
+
+def _window_plan(kernels, axes, lead, channels, x, work):
+    return kernels.WindowGradPlan(tuple(axes), _planes(lead), channels, tuple(x.shape), work)
+
+
+def _mean_grad(kernels, grad_out, x, axes, lead, channels, layout, divisors, override, omit,
+               window_sums, shape, out):
+    """Gradient of a mean over ``axes``'s windows: per-axis ``divisors`` (products over the
+    axes) or ``override``; under ``omit`` (float x), ``window_sums(m)`` sums ``m`` (shaped as
+    ``x``) over each window, to count the NaNs."""
+    dtype, work = _check_grad(grad_out, shape, x, out)
+    plan = _window_plan(kernels, axes, lead, channels, x, work)
+    omit = omit and x.dtype.kind == "f"
+    Ro = prod(a.out_size for a in axes[:-1])
+    if omit:
+        nans = window_sums(np.isnan(x).astype(np.float64))
+        base = _outer(divisors).reshape([a.out_size for a in axes])
+        if layout == "channels_last":
+            base = base[..., None]
+        valid = np.broadcast_to(base, nans.shape) - nans  # the non-NaN taps (padded count)
+        div = override if override else valid
+        with np.errstate(divide="ignore", invalid="ignore"):
+            coef = np.where(valid > 0, grad_out / div, 0.0).astype(work)
+        rows, cols = np.ones(Ro), np.ones(axes[-1].out_size)
+    else:
+        coef = grad_out if grad_out.dtype == work else grad_out.astype(work)
+        if override:
+            rows, cols = np.full(Ro, 1.0 / override), np.ones(axes[-1].out_size)
+        else:
+            rows, cols = 1.0 / _outer(divisors[:-1]), 1.0 / divisors[-1]
+    res = kernels.run_window_grad(plan, coef, out if work == dtype else None, rows, cols)
+    _zero_nans(res, x, omit)
+    return _finish(res, dtype, out)
+
+
+def avg_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Padding = 0,
+             ceil_mode: bool = False, count_include_pad: bool = True,
+             divisor_override: float | None = None, *, dilation=1,
+             nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
+             out: Array | None = None, device: Device = None) -> Array:
+    """Gradient of :func:`numbapool.avg_pool` with respect to ``x``.
+
+    Every in-bounds element of a window receives ``grad_out / divisor`` (the forward's
+    divisor), summed over the windows that hold it.
+
+    Parameters
+    ----------
+    grad_out : array
+        The gradient with respect to the pool's result: its exact shape, float.
+    x : array
+        The pool's input (read for its shape, and for NaNs under ``"omit"``).
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, dilation
+        As the forward takes them.
+    nan_policy, layout, device
+        As the forward takes them.
+    out : array, optional
+        The result, shaped as ``x``, of ``grad_out``'s dtype.
+
+    Returns
+    -------
+    array
+        Shaped as ``x``, in ``grad_out``'s dtype (float16 accumulated in float32).
+
+    Raises
+    ------
+    TypeError, ValueError, NotImplementedError
+        As :func:`max_pool`'s.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numbapool import grad
+    >>> grad.avg_pool(np.array([[[4.0, 8.0]]]), np.zeros((1, 1, 3)), (2,), stride=1)
+    array([[[2., 6., 4.]]])
+    >>> grad.avg_pool(np.ones((1, 1, 2)), np.zeros((1, 1, 4)), (3,), stride=2, padding=1)
+    array([[[0.33333333, 0.66666667, 0.33333333, 0.33333333]]])
+    """
+    kernels, grad_out, x = _setup(grad_out, x, device)
+    fwd._common(x, layout, nan_policy)
+    averaging_dtypes(x)
+    n = fwd._spatial_rank(kernel_size, x, "kernel_size")
+    lead, channels, axes = fwd._sliding_axes(x, n, layout, kernel_size, stride, padding,
+                                             dilation, ceil_mode)
+    include_pad = check_bool(count_include_pad, "count_include_pad")
+    override = _check_override(divisor_override)
+    shape = fwd.SpatialPlan("sum", axes, lead, channels, layout == "channels_last",
+                            np.dtype(np.float64)).out_shape
+    divisors = [a.arrays()[2 if include_pad else 1].astype(np.float64) for a in axes]
+
+    def window_sums(m):
+        return fwd.avg_pool(m, kernel_size, stride, padding, ceil_mode, divisor_override=1,
+                            dilation=dilation, layout=layout)
+
+    return _mean_grad(kernels, grad_out, x, axes, lead, channels, layout, divisors, override,
+                      nan_policy == "omit", window_sums, shape, out)
+
+
+def _check_override(divisor_override):
+    if divisor_override is None:
+        return 0.0
+    if isinstance(divisor_override, (bool, np.bool_)) or not isinstance(
+            divisor_override, (int, float, np.integer, np.floating)):
+        raise TypeError(f"divisor_override must be a number or None; got {divisor_override!r}")
+    override = float(divisor_override)
+    if override == 0 or not np.isfinite(override):
+        raise ValueError(f"divisor_override must be finite and non-zero; got {divisor_override!r}")
+    return override
+
+
+def adaptive_avg_pool(grad_out: Array, x: Array, output_size, *,
+                      nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
+                      out: Array | None = None, device: Device = None) -> Array:
+    """Gradient of :func:`numbapool.adaptive_avg_pool` (rules of :func:`avg_pool`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numbapool import grad
+    >>> grad.adaptive_avg_pool(np.array([[[6.0, 6.0]]]), np.zeros((1, 1, 3)), 2)
+    array([[[3., 6., 3.]]])
+    """
+    kernels, grad_out, x = _setup(grad_out, x, device)
+    fwd._common(x, layout, nan_policy)
+    averaging_dtypes(x)
+    lead, channels, axes = fwd._adaptive_axes(x, output_size, layout)
+    shape = fwd.SpatialPlan("sum", axes, lead, channels, layout == "channels_last",
+                            np.dtype(np.float64)).out_shape
+    divisors = [a.arrays()[1].astype(np.float64) for a in axes]
+
+    def window_sums(m):
+        counts = [a.arrays()[1] for a in axes]
+        size = _outer(counts).reshape([a.out_size for a in axes])
+        means = fwd.adaptive_avg_pool(m, output_size, layout=layout)
+        return np.rint(means * (size[..., None] if layout == "channels_last" else size))
+
+    return _mean_grad(kernels, grad_out, x, axes, lead, channels, layout, divisors, 0.0,
+                      nan_policy == "omit", window_sums, shape, out)
+
+
+def _global_full_axes(x, spatial_dims, layout, keepdims):
+    lead, channels, _, shape = fwd._global_axes(x, spatial_dims, layout, keepdims)
+    n = x.ndim - len(lead) - (layout == "channels_last")
+    spatial = tuple(x.shape[len(lead):len(lead) + n])
+    return lead, channels, tuple(geometry.full_axis(L) for L in spatial), shape
+
+
+def global_avg_pool(grad_out: Array, x: Array, spatial_dims: int | None = None, *,
+                    keepdims: bool = False, nan_policy: NanPolicy = "propagate",
+                    layout: Layout = "channels_first", out: Array | None = None,
+                    device: Device = None) -> Array:
+    """Gradient of :func:`numbapool.global_avg_pool`: ``grad_out / count`` on every element
+    of its plane (under ``"omit"``, the non-NaN count, and 0 on NaNs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numbapool import grad
+    >>> grad.global_avg_pool(np.array([[4.0]]), np.zeros((1, 1, 2, 2)))
+    array([[[[1., 1.],
+             [1., 1.]]]])
+    """
+    kernels, grad_out, x = _setup(grad_out, x, device)
+    fwd._common(x, layout, nan_policy)
+    averaging_dtypes(x)
+    lead, channels, axes, shape = _global_full_axes(x, spatial_dims, layout, keepdims)
+    divisors = [np.array([float(a.in_size)]) for a in axes]
+    n = len(axes)
+
+    def window_sums(m):
+        first = len(lead)
+        return m.sum(axis=tuple(range(first, first + n))).reshape(
+            lead + (1,) * n + ((channels,) if layout == "channels_last" else ()))
+
+    _check_grad(grad_out, shape, x, None)
+    keep = _keep_shape(lead, n, channels, layout)  # the same values, spatial axes of size 1
+    return _mean_grad(kernels, grad_out.reshape(keep), x, axes, lead, channels, layout,
+                      divisors, 0.0, nan_policy == "omit", window_sums, keep, out)
+
+
+def _keep_shape(lead, n, channels, layout):
+    return tuple(lead) + (1,) * n + ((channels,) if layout == "channels_last" else ())
+
+
+# --------------------------------------------------------------------------- powers
+
+
+def _as_float64(x):
+    return x if x.dtype == np.float64 else x.astype(np.float64)
+
+
+def lp_pool(grad_out: Array, x: Array, norm_type: float, kernel_size, stride=None,
+            ceil_mode: bool = False, *, layout: Layout = "channels_first",
+            out: Array | None = None, device: Device = None) -> Array:
+    """Gradient of :func:`numbapool.lp_pool` with respect to ``x``.
+
+    With ``S`` a window's sum of ``x**p`` and ``y = S**(1/p)`` its result, element ``i``
+    receives ``grad_out * y**(1-p) * x_i**(p-1)`` from each window holding it; a window
+    whose sum is not positive (its result is the constant 0) passes nothing, as PyTorch's
+    lp_pool passes nothing where the sum is 0.  Computed in float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numbapool import grad
+    >>> x = np.array([[3.0, 4.0, 0.0, 0.0]])
+    >>> grad.lp_pool(np.array([[1.0, 1.0]]), x, 2, (2,))  # d|v|/dv = v/|v|; 0 at v = 0
+    array([[0.6, 0.8, 0. , 0. ]])
+    """
+    kernels, grad_out, x = _setup(grad_out, x, device)
+    fwd._common(x, layout)
+    averaging_dtypes(x)
+    p = check_positive_real(norm_type, "norm_type")
+    n = fwd._spatial_rank(kernel_size, x, "kernel_size")
+    lead, channels, axes = fwd._sliding_axes(x, n, layout, kernel_size, stride, 0, 1, ceil_mode)
+    shape = fwd.SpatialPlan("sum", axes, lead, channels, layout == "channels_last",
+                            np.dtype(np.float64)).out_shape
+    dtype, _ = _check_grad(grad_out, shape, x, out)
+    x64 = _as_float64(x)
+    y = fwd.lp_pool(x64, p, kernel_size, stride, ceil_mode, layout=layout)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = np.where(y > 0, y ** (1.0 - p), np.where(np.isnan(y), np.nan, 0.0))
+        coef = grad_out.astype(np.float64) * scale
+    plan = _window_plan(kernels, axes, lead, channels, x, np.dtype(np.float64))
+    total = kernels.run_window_grad(plan, coef, None, np.ones(prod(a.out_size for a in axes[:-1])),
+                                    np.ones(axes[-1].out_size))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        factor = x64 ** (p - 1.0) if p != 1.0 else 1.0
+        res = total * factor
+    return _finish(res, dtype, out)
+
+
+def gem_pool(grad_out: Array, x: Array, p: float = 3.0, eps: float = 1e-6,
+             spatial_dims: int | None = None, *, keepdims: bool = False,
+             layout: Layout = "channels_first", out: Array | None = None,
+             device: Device = None) -> Array:
+    """Gradient of :func:`numbapool.gem_pool` with respect to ``x``.
+
+    With ``z = clip(x, eps)``, ``n`` the plane's size and ``y`` the result, element ``i``
+    receives ``grad_out * y**(1-p) / n * z_i**(p-1)`` where ``x_i >= eps`` and 0 below
+    (PyTorch's clamp passes the gradient where ``x >= eps``); 0 where the mean of
+    ``z**p`` is not positive.  Computed in float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numbapool import grad
+    >>> x = np.array([[[1.0, 2.0, 3.0, 0.0]]])
+    >>> grad.gem_pool(np.array([[4.0]]), x, p=1.0, spatial_dims=1)  # a mean above eps
+    array([[[1., 1., 1., 0.]]])
+    """
+    kernels, grad_out, x = _setup(grad_out, x, device)
+    fwd._common(x, layout)
+    averaging_dtypes(x)
+    power = check_positive_real(p, "p")
+    eps = check_positive_real(eps, "eps", allow_zero=True)
+    lead, channels, axes, shape = _global_full_axes(x, spatial_dims, layout, keepdims)
+    dtype, _ = _check_grad(grad_out, shape, x, out)
+    x64 = _as_float64(x)
+    keep = _keep_shape(lead, len(axes), channels, layout)
+    y = fwd.gem_pool(x64, power, eps, len(axes), keepdims=True, layout=layout)
+    size = prod(a.in_size for a in axes)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = np.where(y > 0, y ** (1.0 - power), np.where(np.isnan(y), np.nan, 0.0))
+        coef = grad_out.astype(np.float64).reshape(keep) * scale / size
+        z = np.maximum(x64, eps)
+        res = np.where(x64 >= eps, coef * (z ** (power - 1.0) if power != 1.0 else 1.0), 0.0)
+    return _finish(res, dtype, out)
+
+
+# --------------------------------------------------------------------------- fixed-rank aliases
+
+
+def _alias(func, rank):
+    alias = fwd._fixed_rank(func, rank)
+    alias.__doc__ = (alias.__doc__ or "").replace(f":func:`numbapool.{func.__name__}`",
+                                                  f":func:`numbapool.grad.{func.__name__}`")
+    return alias
+
+
+max_pool1d = _alias(max_pool, 1)
+max_pool2d = _alias(max_pool, 2)
+max_pool3d = _alias(max_pool, 3)
+min_pool1d = _alias(min_pool, 1)
+min_pool2d = _alias(min_pool, 2)
+min_pool3d = _alias(min_pool, 3)
+avg_pool1d = _alias(avg_pool, 1)
+avg_pool2d = _alias(avg_pool, 2)
+avg_pool3d = _alias(avg_pool, 3)
+lp_pool1d = _alias(lp_pool, 1)
+lp_pool2d = _alias(lp_pool, 2)
+lp_pool3d = _alias(lp_pool, 3)
+adaptive_max_pool1d = _alias(adaptive_max_pool, 1)
+adaptive_max_pool2d = _alias(adaptive_max_pool, 2)
+adaptive_max_pool3d = _alias(adaptive_max_pool, 3)
+adaptive_avg_pool1d = _alias(adaptive_avg_pool, 1)
+adaptive_avg_pool2d = _alias(adaptive_avg_pool, 2)
+adaptive_avg_pool3d = _alias(adaptive_avg_pool, 3)
+global_max_pool1d = _alias(global_max_pool, 1)
+global_max_pool2d = _alias(global_max_pool, 2)
+global_max_pool3d = _alias(global_max_pool, 3)
+global_avg_pool1d = _alias(global_avg_pool, 1)
+global_avg_pool2d = _alias(global_avg_pool, 2)
+global_avg_pool3d = _alias(global_avg_pool, 3)
+gem_pool1d = _alias(gem_pool, 1)
+gem_pool2d = _alias(gem_pool, 2)
+gem_pool3d = _alias(gem_pool, 3)
