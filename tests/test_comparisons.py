@@ -25,8 +25,10 @@ IMPLS = Formulations._fields  # ("torch", "numpy")
 
 
 def _pooling_families():
-    """Every public pooling function, the fixed-rank aliases folded into their family."""
-    names = [n for n in nbp.__all__ if "pool" in n and callable(getattr(nbp, n))]
+    """Every public pooling function, the fixed-rank aliases folded into their family
+    (unpooling is not a pooling: tests/test_unpool.py compares it with torch and a loop)."""
+    names = [n for n in nbp.__all__
+             if "pool" in n and "unpool" not in n and callable(getattr(nbp, n))]
     return {re.sub(r"[123]d$", "", n) for n in names}
 
 
