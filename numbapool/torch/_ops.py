@@ -196,11 +196,17 @@ def _pool_grad(ctx, grad):
 
 def _indexed_setup(ctx, inputs, output):
     x, func, params = inputs
+    # the indices take no gradient: without this autograd fills a zero int64 tensor as
+    # big as the indices for them at every backward
+    ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(x, output[1])
     ctx.func, ctx.params = func, params
 
 
 def _indexed_grad(ctx, grad, _grad_indices):
+    if grad is None:  # only the indices were used (grads are not materialised)
+        return None, None, None
     x, indices = ctx.saved_tensors
     return pool_backward(grad, x, indices, ctx.func, ctx.params), None, None
 
