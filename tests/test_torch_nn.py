@@ -139,3 +139,44 @@ def test_config_legacy_flags_and_save_load(tmp_path):
     assert again.get_config_dict() == legacy.get_config_dict()
     with pytest.raises(ValueError, match="Invalid pooling mode"):
         nn.Pooling(4, "median")
+
+
+def test_token_weights_sum_and_cls_token_embeddings(model, features):
+    """sentence-transformers' extra features: WordWeights' ``token_weights_sum`` divides the
+    mean modes (padded batches), ``cls_token_embeddings`` is cls's result."""
+    hidden = features["token_embeddings"]
+    weights_sum = torch.linspace(0.5, 7.0, hidden.shape[0], dtype=torch.float64)
+    feats = dict(features, token_weights_sum=weights_sum,
+                 cls_token_embeddings=torch.randn(hidden.shape[0], hidden.shape[-1]))
+    for modes in (ST_MODES, ("weightedmean",), ("mean_sqrt_len_tokens", "mean")):
+        a, b = _both(model, feats, modes)
+        assert a.dtype == b.dtype == torch.float64
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        *_both(model, dict(feats, prompt_length=2), ST_MODES, include_prompt=False),
+        rtol=1e-5, atol=1e-6)
+
+
+def test_empty_sequences_pool_as_sentence_transformers_padded_path(model, features):
+    mask = features["attention_mask"].clone()
+    mask[1] = 0
+    feats = dict(features, attention_mask=mask)
+    a, b = _both(model, feats, ST_MODES)
+    dim = features["token_embeddings"].shape[-1]
+    assert torch.isneginf(a[1, dim:2 * dim]).all()  # max
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # prompt exclusion that leaves nothing of a sequence
+    short = features["attention_mask"].sum(dim=1).min().item()
+    torch.testing.assert_close(
+        *_both(model, dict(features, prompt_length=short), ST_MODES, include_prompt=False),
+        rtol=1e-5, atol=1e-6)
+
+
+def test_empty_unpadded_sequence_max_is_minus_infinity():
+    rows = torch.arange(12.0).reshape(1, 6, 2)
+    offsets = torch.tensor([0, 3, 3, 6], dtype=torch.int32)
+    got = nn.Pooling(2, ("max", "mean", "cls"))(
+        {"token_embeddings": rows, "cu_seq_lens_q": offsets})["sentence_embedding"]
+    assert torch.isneginf(got[1, :2]).all()
+    assert (got[1, 2:] == 0).all()
+    torch.testing.assert_close(got[0], torch.tensor([4.0, 5.0, 2.0, 3.0, 0.0, 1.0]))

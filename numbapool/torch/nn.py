@@ -79,6 +79,14 @@ _LEGACY = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
            "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
 
 
+def _position_weights(keep: Tensor) -> Tensor:
+    """Weights ``1, 2, ...`` from each row's first kept position (0 where not kept), in
+    float64: sentence-transformers' weightedmean weights under left or right padding."""
+    pos = torch.arange(keep.shape[1], device=keep.device)[None, :]
+    first = keep.to(torch.int32).argmax(dim=1)
+    return ((pos - first[:, None] + 1) * keep).to(torch.float64)
+
+
 class Pooling(torch.nn.Module):
     """sentence-transformers' ``Pooling`` module, computed by numbapool.
 
@@ -98,11 +106,18 @@ class Pooling(torch.nn.Module):
     left out, as sentence-transformers does (``weightedmean`` then keeps the remaining
     tokens' original position weights).
 
-    Where sentence-transformers differs, on inputs no model produces: a sequence with no
-    tokens pools to zeros here in every mode (sentence-transformers gives ``-inf`` for max
-    and the first position's vector for cls), and a NaN among a sequence's values makes
-    its max NaN (torch's ``max`` does the same).  ``features["token_weights_sum"]`` is not
-    read.
+    The extra features sentence-transformers reads are read too:
+    ``features["cls_token_embeddings"]`` is the cls mode's result when present, and
+    ``features["token_weights_sum"]`` (written by its ``WordWeights`` module) replaces the
+    token count as the divisor of ``mean`` and ``mean_sqrt_len_tokens`` and the position
+    weights' sum as that of ``weightedmean``, in padded batches (sentence-transformers
+    ignores it in unpadded ones, and so does this module).
+
+    A sequence with no tokens pools as in sentence-transformers' padded path: ``-inf`` for
+    max, the first position's vector for cls, zeros for the others.  Unpadded, an empty
+    sequence gives ``-inf`` for max and zeros for every other mode (sentence-transformers'
+    cls and lasttoken read a neighbouring sequence's row there).  A NaN among a sequence's
+    values makes its max NaN (torch's ``max`` does the same).
 
     >>> import torch
     >>> pooling = Pooling(2, "mean")
@@ -179,22 +194,64 @@ class Pooling(torch.nn.Module):
             prompt = int(pl[0].item()) if isinstance(pl, Tensor) else int(pl)
         names = [ST_MODES[m] for m in self.modes]
         if "cu_seq_lens_q" in features:  # unpadded: (1, T, D) rows, sequence offsets
-            out = self._packed(tokens.squeeze(0), features["cu_seq_lens_q"], names, prompt)
+            out, empty = self._packed(tokens.squeeze(0), features["cu_seq_lens_q"], names,
+                                      prompt)
+            parts = list(out.split(tokens.shape[-1], dim=-1))
         else:
             mask = features.get("attention_mask")
             if mask is None or mask.shape[-1] != tokens.shape[1]:
                 mask = None
-            out = self._padded(tokens, mask, names, prompt)
-        features["sentence_embedding"] = out
+            mask, weights = self._padded_mask(tokens, mask, names, prompt)
+            out = self._pool(tokens, names, weights, attention_mask=mask)
+            parts = list(out.split(tokens.shape[-1], dim=-1))
+            empty = None if mask is None else ~mask.bool().any(dim=1)
+            if "token_weights_sum" in features:
+                self._divide_by_weights_sum(parts, tokens, mask, weights,
+                                            features["token_weights_sum"])
+            if empty is not None and "cls" in self.modes:  # the first position, as argmax
+                k = self.modes.index("cls")
+                parts[k] = torch.where(empty[:, None], tokens[:, 0], parts[k])
+        for k, mode in enumerate(self.modes):
+            if mode == "cls" and "cls_token_embeddings" in features:
+                parts[k] = features["cls_token_embeddings"]
+            elif mode == "max" and empty is not None:
+                parts[k] = parts[k].masked_fill(empty[:, None], float("-inf"))
+        features["sentence_embedding"] = torch.cat(parts, dim=-1)
         return features
 
-    def _padded(self, tokens, mask, names, prompt):
+    def _divide_by_weights_sum(self, parts, tokens, mask, weights, weights_sum):
+        """sentence-transformers' ``token_weights_sum`` rule: the mean modes' sums (and
+        weightedmean's weighted sum) divided by ``clamp(token_weights_sum, 1e-9)``."""
+        acc = torch.float32 if tokens.dtype in (torch.float16, torch.bfloat16) else tokens.dtype
+        dtype = torch.promote_types(tokens.dtype, weights_sum.dtype)
+        divisor = torch.clamp(weights_sum.unsqueeze(-1).to(torch.promote_types(
+            acc, weights_sum.dtype)), min=1e-9)
+        sums = None
+        for k, mode in enumerate(self.modes):
+            if mode in ("mean", "mean_sqrt_len_tokens"):
+                if sums is None:
+                    sums = F.pool_tokens(tokens, mode="sum", attention_mask=mask)
+                div = divisor if mode == "mean" else torch.sqrt(divisor)
+                parts[k] = (sums / div).to(dtype)
+            elif mode == "weightedmean":
+                if weights is None:  # the mode's own weights: 1, 2, ... from the first token
+                    keep = (torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+                            if mask is None else mask != 0)
+                    weights = _position_weights(keep)
+                total = (weights if mask is None else weights * (mask != 0)).sum(
+                    dim=1, keepdim=True)
+                parts[k] = (parts[k] * total.to(parts[k].dtype) / divisor).to(dtype)
+
+    def _padded_mask(self, tokens, mask, names, prompt):
+        """``(mask, weights)`` of a padded batch once the prompt is left out: the
+        ``attention_mask`` numbapool reads and, for weightedmean, the position weights
+        when they no longer restart at 1 (else ``None``)."""
         weights = None
         if prompt and mask is not None:
             first = mask.to(torch.int32).argmax(dim=1)  # left padding: the first token
             pos = torch.arange(mask.shape[1], device=mask.device)[None, :]
             if "weighted_mean" in names:  # the remaining tokens keep their position weights
-                weights = ((pos - first[:, None] + 1) * (mask != 0)).to(torch.float64)
+                weights = _position_weights(mask != 0)
             mask = (mask != 0) & (pos >= (first + prompt)[:, None])
         elif prompt:
             mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
@@ -202,7 +259,7 @@ class Pooling(torch.nn.Module):
             if "weighted_mean" in names:
                 weights = torch.arange(1, tokens.shape[1] + 1, dtype=torch.float64,
                                        device=tokens.device).expand(tokens.shape[0], -1)
-        return self._pool(tokens, names, weights, attention_mask=mask)
+        return mask, weights
 
     def _packed(self, rows, offsets, names, prompt):
         weights = None
@@ -216,7 +273,7 @@ class Pooling(torch.nn.Module):
                 torch.clamp(lengths - prompt, min=0), 0)])
             if "weighted_mean" in names:
                 weights = (pos + 1).to(torch.float64)
-        return self._pool(rows, names, weights, offsets=offsets)
+        return self._pool(rows, names, weights, offsets=offsets), offsets[1:] == offsets[:-1]
 
     @staticmethod
     def _pool(tokens, names, weights, **where):
