@@ -19,12 +19,18 @@ writes)::
 ``NUMBAPOOL_BENCH_QUICK=1`` runs tiny shapes (a smoke run).
 """
 
-import numpy as np
-import pytest
+import os
 
-import numbapool as nbp
+# the roofline's OpenMP threads must not spin on the cores after their copy while the next
+# call runs (as in bench_tokens.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from conftest import QUICK, copy_roofline
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import numbapool as nbp  # noqa: E402
+
+from conftest import QUICK, copy_roofline  # noqa: E402
 
 IMPLS = ("numbapool", "skimage", "numpy", "roofline")
 
