@@ -6,14 +6,12 @@ padded, and compares every Pooling mode, a multi-mode Pooling and ``model.encode
 pool_tokens on the same token embeddings.  Skipped when the packages are not installed.
 """
 
-import os
 import warnings
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import minilm  # before sentence-transformers: it sets the offline switches
 
 torch = pytest.importorskip("torch")
 st = pytest.importorskip("sentence_transformers")
@@ -49,22 +47,13 @@ def _pooling(dim, modes):
 
 @pytest.fixture(scope="module")
 def model():
-    from sentence_transformers import SentenceTransformer
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return SentenceTransformer(str(bundle.get_model_path()), device="cpu")
+    return minilm.load_model()
 
 
 @pytest.fixture(scope="module")
 def features(model):
     """The transformer's output for a right-padded batch: token embeddings and the mask."""
-    prep = getattr(model, "preprocess", None) or model.tokenize
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        feats = dict(prep(SENTENCES))
-    with torch.no_grad():
-        feats = model[0](feats)
+    feats = minilm.token_features(model, SENTENCES)
     mask = feats["attention_mask"]
     assert (mask.sum(1) < mask.shape[1]).any(), "the batch should be padded"
     return feats

