@@ -137,6 +137,13 @@ def test_float32_float16_and_out():
     kw.pop("weights"), kw.pop("scores")
     assert grad.pool_tokens(g, hidden, mode="sum", out=out, **kw) is out
     np.testing.assert_allclose(out, pool_tokens_grad_ref(g, hidden, mode="sum", **kw))
+    # padded: every padding row (holes, an empty sequence) is written, as zeros
+    padded, padded_kw = _inputs(rng, False, "holes", dtype=np.float32)
+    mask, g2 = padded_kw["attention_mask"], rng.standard_normal((B, 2 * D)).astype(np.float32)
+    out = np.full(padded.shape, np.nan, np.float32)
+    assert grad.pool_tokens(g2, padded, mask, mode=["mean", "max"], out=out) is out
+    np.testing.assert_allclose(out, pool_tokens_grad_ref(g2, padded, mask, mode=["mean", "max"]),
+                               rtol=1e-5)
     # a float64 upstream gradient of float32 states gives a float64 gradient
     assert grad.pool_tokens(g.astype(np.float64), hidden, mode="sum", **kw).dtype == np.float64
 

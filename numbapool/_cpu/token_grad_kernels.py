@@ -97,25 +97,30 @@ def _statistics(x, b, n, arena, seqs, coefs, codes, omit, win, best, total, coun
             mix[k, e] = 0.0
     for j in range(n):
         p = _position(seqs, b, j)
-        off = row0 + p * sl
+        xr = x[row0 + p * sl:]  # the token's row: a view, so the loops vectorise
         for k in range(M):
             c = codes[k]
             if c == M_MAX or c == M_MIN:
                 is_min = c == M_MIN
                 if j == 0:
                     for e in range(D):
-                        best[k, e] = float(load(x, off + e))
+                        best[k, e] = float(load(xr, e))
                 else:
                     for e in range(D):
-                        v = float(load(x, off + e))
+                        v = float(load(xr, e))
                         if _take(best[k, e], v, is_min, omit):
                             best[k, e] = v
                             win[k, e] = j
             elif _is_linear(c):
                 cj = _coefficient(c, j, b, p, coefs)
                 ratio = c == M_WEIGHTED or c == M_ATTENTION
+                if not (omit or ratio):  # the totals do not depend on the values
+                    for e in range(D):
+                        total[k, e] += cj
+                        count[k, e] += 1.0
+                    continue
                 for e in range(D):
-                    v = float(load(x, off + e))
+                    v = float(load(xr, e))
                     ok = (v == v) or not omit
                     if ok:
                         total[k, e] += cj
@@ -172,20 +177,22 @@ def token_grad_tasks(x, dx, b0, b1, arena, out_arena, seqs, coefs, g, codes, omi
     row = np.zeros(D)
     padded = out_arena.seq_stride != 0
     L = out_arena.seq_stride // max(D, 1)
+    written = np.zeros(L, np.bool_)  # the token rows of a padded sequence
     for b in range(b0, b1):
         n = seqs.count[b]
         drow0 = b * out_arena.seq_stride
-        if padded:  # padding rows (and all rows of an empty sequence) get zeros
-            for i in range(L * D):
-                store(dx, drow0 + i, 0.0)
         if n == 0:
+            if padded:  # every row of an empty sequence is padding
+                dr = dx[drow0:]
+                for i in range(L * D):
+                    store(dr, i, 0.0)
             continue
         _statistics(x, b, n, arena, seqs, coefs, codes, omit, win, best, total, count, mix)
         _factors(g, b, n, D, codes, omit, total, count, mix)
         row0 = arena.base + b * arena.seq_stride
         for j in range(n):
             p = _position(seqs, b, j)
-            off = row0 + p * sl
+            xr = x[row0 + p * sl:]
             for e in range(D):
                 row[e] = 0.0
             for k in range(M):
@@ -206,9 +213,13 @@ def token_grad_tasks(x, dx, b0, b1, arena, out_arena, seqs, coefs, g, codes, omi
                 else:
                     cj = _coefficient(c, j, b, p, coefs)
                     ratio = c == M_WEIGHTED or c == M_ATTENTION
+                    if not (omit or ratio):  # the values are not needed: no loads
+                        for e in range(D):
+                            row[e] += cj * total[k, e]
+                        continue
                     dc = 0.0
                     for e in range(D):
-                        v = float(load(x, off + e))
+                        v = float(load(xr, e))
                         if (v == v) or not omit:
                             row[e] += cj * total[k, e]
                             if ratio:
@@ -217,9 +228,19 @@ def token_grad_tasks(x, dx, b0, b1, arena, out_arena, seqs, coefs, g, codes, omi
                         dcoef[0, b * coefs.stride + p] += dc
                     elif c == M_ATTENTION:
                         dcoef[1, b * coefs.stride + p] += cj * dc
-            doff = drow0 + p * out_arena.token_stride
+            dr = dx[drow0 + p * out_arena.token_stride:]
             for e in range(D):
-                store(dx, doff + e, row[e])
+                store(dr, e, row[e])
+            if padded:
+                written[p] = True
+        if padded:  # padding rows get zeros (each row is written once)
+            for p in range(L):
+                if written[p]:
+                    written[p] = False
+                else:
+                    dr = dx[drow0 + p * D:]
+                    for e in range(D):
+                        store(dr, e, 0.0)
 
 
 # --------------------------------------------------------------------------- entry point
