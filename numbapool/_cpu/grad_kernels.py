@@ -157,11 +157,12 @@ def window_grad_tasks(coef, dst, t0, t1, n_blocks, block, C, step, rowstride, of
                     v = crow[wo * C + c0] * sc
                     for j in range(n):
                         tb[f + j * d_last] += v
-                else:
+                else:  # (views, so that the channel loops vectorise)
+                    cr = crow[wo * C + c0:]
                     for j in range(n):
-                        base = (f + j * d_last) * cw
+                        tv = tb[(f + j * d_last) * cw:]
                         for ch in range(cw):
-                            tb[base + ch] += crow[wo * C + c0 + ch] * sc
+                            tv[ch] += cr[ch] * sc
             # the rows of the outer window, odometer over the outer axes
             n_rows = 1
             q = ro
@@ -196,19 +197,22 @@ def window_grad_tasks(coef, dst, t0, t1, n_blocks, block, C, step, rowstride, of
                             drow[i] = tb[i]
                 else:
                     for w in range(W):
+                        dv = drow[w * C + c0:]
+                        tv = tb[w * cw:]
                         if written[r]:
                             for ch in range(cw):
-                                drow[w * C + c0 + ch] += tb[w * cw + ch]
+                                dv[ch] += tv[ch]
                         else:
                             for ch in range(cw):
-                                drow[w * C + c0 + ch] = tb[w * cw + ch]
+                                dv[ch] = tv[ch]
                 written[r] = True
         for r in range(R):
             if not written[r]:
                 drow = dst[p, r]
                 for w in range(W):
-                    for ch in range(c0, c1):
-                        drow[w * C + ch] = 0
+                    dv = drow[w * C + c0:]
+                    for ch in range(cw):
+                        dv[ch] = 0
 
 
 # --------------------------------------------------------------------------- plans

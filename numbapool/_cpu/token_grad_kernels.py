@@ -197,19 +197,19 @@ def token_grad_tasks(x, dx, b0, b1, arena, out_arena, seqs, coefs, g, codes, omi
                 row[e] = 0.0
             for k in range(M):
                 c = codes[k]
-                gk = k * D
+                gk = g[b, k * D:]  # mode k's slot of the upstream gradient
                 if c == M_CLS:
                     if j == 0:
                         for e in range(D):
-                            row[e] += g[b, gk + e]
+                            row[e] += gk[e]
                 elif c == M_LAST:
                     if j == n - 1:
                         for e in range(D):
-                            row[e] += g[b, gk + e]
+                            row[e] += gk[e]
                 elif c == M_MAX or c == M_MIN:
                     for e in range(D):
                         if win[k, e] == j:
-                            row[e] += g[b, gk + e]
+                            row[e] += gk[e]
                 else:
                     cj = _coefficient(c, j, b, p, coefs)
                     ratio = c == M_WEIGHTED or c == M_ATTENTION
