@@ -1,4 +1,8 @@
-"""Max unpooling: the values of a max pool put back at their indices, zeros elsewhere."""
+"""Max unpooling: the values of a max pool put back at their indices, zeros elsewhere.
+
+Both backends run it as an index scatter (``run_index_scatter`` with stores): the CPU one a
+task per plane, the CUDA one a thread per value.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import numpy as np
 
 from . import dispatch
 from ._checks import EXTREME_DTYPES, LAYOUTS, check_choice
-from ._typing import Array, Device, Layout
+from ._typing import Array, Device, Layout, Stream
 
 __all__ = ["max_unpool"]
 
@@ -43,13 +47,13 @@ def _result_shape(values, output_size, layout):
     if any(v < 1 for v in size):
         raise ValueError(f"output_size must hold sizes >= 1; got {tuple(output_size)}")
     lead = tuple(values.shape[:values.ndim - n - tail])
-    channels = values.shape[-1] if tail else 1
+    channels = values.shape[values.ndim - 1] if tail else 1  # (simulated shapes: no [-1])
     return lead + size + ((channels,) if tail else ()), lead, size, channels, n
 
 
 def max_unpool(values: Array, indices: Array, output_size: Sequence[int], *,
                layout: Layout = "channels_first", out: Array | None = None,
-               device: Device = None) -> Array:
+               device: Device = None, stream: Stream = None) -> Array:
     """Max unpooling (``torch.nn.functional.max_unpool{1,2,3}d``, N-D, both layouts).
 
     The result is zero except that, in every plane, ``result.flat_plane[indices] = values``:
@@ -62,7 +66,9 @@ def max_unpool(values: Array, indices: Array, output_size: Sequence[int], *,
         a pool's result, of any max/min pooling dtype (or bool).
     indices : int array
         Shaped as ``values``: for each value, the flat row-major position inside its plane's
-        output spatial extent (a pool's ``return_indices``).
+        output spatial extent (a pool's ``return_indices``).  With CUDA ``values`` they are
+        checked on the device, and the host waits for the verdict; host indices are copied
+        over.
     output_size : tuple of ints
         The N output spatial sizes (N is its length), or, as PyTorch accepts, a full output
         shape: with ``values.ndim`` entries (and ``values.ndim >= 3``) it is read as
@@ -73,14 +79,19 @@ def max_unpool(values: Array, indices: Array, output_size: Sequence[int], *,
     out : array, optional
         The result, of the shape below and ``values``'s dtype.
     device : {None, "cpu", "cuda"}
-        Only the CPU has unpooling for now.
+        Where to compute; ``None`` means where ``values`` lives.
+    stream : stream, optional
+        CUDA only: the stream to run on (a Numba, ``torch.cuda`` or CuPy stream).  ``None``
+        means the current stream of the library ``values`` comes from (Numba device arrays:
+        the default stream).  Nothing waits for the result: read it on that stream.
 
     Returns
     -------
     array
         ``(*lead, *output_size)`` (channels-first) or ``(*lead, *output_size, C)``, of
         ``values``'s dtype.  Where several values share an index, the last one in row-major
-        order of ``values`` wins, as on PyTorch's CPU (CUDA makes no promise).
+        order of ``values`` wins on the CPU, as on PyTorch's; on CUDA any one of them may
+        win (a thread per value stores it), as on PyTorch's CUDA.
 
     Raises
     ------
@@ -90,8 +101,6 @@ def max_unpool(values: Array, indices: Array, output_size: Sequence[int], *,
     ValueError
         ``indices`` not shaped as ``values``, an index outside ``[0, prod(output_size))``
         (raised before anything is written), or a bad ``output_size``.
-    NotImplementedError
-        CUDA input.
 
     Examples
     --------
@@ -103,28 +112,36 @@ def max_unpool(values: Array, indices: Array, output_size: Sequence[int], *,
     >>> nbp.max_unpool(v, i, (1, 1, 5)).shape  # a full shape, as torch accepts
     (1, 1, 5)
     """
-    backend, values = dispatch.resolve(values, device, name="values")
-    if getattr(backend, "__name__", None) != "numbapool._cpu.backend":
-        raise NotImplementedError("max_unpool runs on the CPU only for now: pass NumPy arrays "
-                                  "(or device='cpu' to copy CUDA arrays to the host)")
+    backend, values = dispatch.resolve(values, device, name="values", stream=stream)
+    on_cuda = not isinstance(values, np.ndarray)
     check_choice(layout, "layout", LAYOUTS)
     if np.dtype(values.dtype) not in _VALUE_DTYPES:
         raise TypeError(f"values has dtype {values.dtype}; max_unpool accepts bool, "
                         f"{', '.join(d.name for d in EXTREME_DTYPES)}")
-    indices = dispatch.host_array(indices, "indices")
-    if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
+    if on_cuda and hasattr(indices, "shape"):  # stays on (or goes to) the device
+        indices = dispatch.resolve(indices, "cuda", name="indices")[1]
+    else:
+        indices = dispatch.host_array(indices, "indices")
+    if not hasattr(indices, "dtype") or np.dtype(indices.dtype).kind not in "iu":
         raise TypeError(f"indices must be an integer array; got dtype "
                         f"{getattr(indices, 'dtype', type(indices).__name__)}")
-    if indices.shape != values.shape:
-        raise ValueError(f"indices has shape {indices.shape}; it must be shaped as values "
-                         f"{values.shape}")
+    if tuple(indices.shape) != tuple(values.shape):
+        raise ValueError(f"indices has shape {tuple(indices.shape)}; it must be shaped as "
+                         f"values {tuple(values.shape)}")
     shape, lead, size, channels, n = _result_shape(values, output_size, layout)
     from ._cpu import grad_kernels
     plane = prod(size)
     pooled = prod(values.shape[len(lead):len(lead) + n])
     plan = grad_kernels.ScatterPlan(prod(lead), plane, pooled, channels, shape,
                                     np.dtype(values.dtype), False)
-    result = grad_kernels.run_index_scatter(plan, values, out, indices)
+    if on_cuda:
+        # checked first: the dispatcher hands back ``out`` itself when it is given, which
+        # would hide run_index_scatter's None
+        result = None
+        if backend.indices_in_range(plan, indices, None):
+            result = backend.run_index_scatter(plan, values, out, indices, None, True)
+    else:
+        result = grad_kernels.run_index_scatter(plan, values, out, indices)
     if result is None:
         raise ValueError(f"indices holds positions outside [0, {plane}), the flat positions "
                          f"of an output plane of spatial size {size}")

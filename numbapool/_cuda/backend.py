@@ -9,7 +9,9 @@ They return Numba device arrays; the dispatcher maps them back to the caller's f
 ``out`` (or a ``(values, indices)`` pair with ``return_indices``) is checked for family,
 shape, dtype and overlap with the input, and is what gets returned; ``run_tokens(plan,
 hidden, out, inputs, env=None)`` is the same for token pooling, and ``run_block_reduce(plan,
-x, out, cval=None, env=None)`` for block reduction.
+x, out, cval=None, env=None)`` for block reduction.  The gradients' entry points
+(``run_index_scatter``, ``run_window_grad``, ``run_token_grad`` and the factor steps of
+:mod:`numbapool.grad`) are at the end; their kernels are in :mod:`numbapool._cuda.grad`.
 
 No host work on the hot path: a plan's window tables go to the device once per device
 (:func:`device_tables`, kept for the :data:`TABLE_CACHE_SIZE` most recent geometries),
@@ -25,11 +27,13 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
+import numba
 import numpy as np
 
 from ..plan import OFF
 from . import blocks as _blocks
 from . import compat, strided
+from . import grad as _grad
 from . import plane as _plane
 from . import spatial as _spatial
 from . import tokens as _tokens
@@ -429,3 +433,222 @@ def run_tokens(plan, hidden, out, inputs, env=None):
         _finish_out(work, ret, env)
     return ret
 
+
+
+# --------------------------------------------------------------------------- gradients
+#
+# The CPU backend's gradient entry points (numbapool._cpu.grad_kernels,
+# numbapool._cpu.token_grad_kernels) for device arrays, plus an optional ``finish``: an
+# object with ``dtype`` (the result's, when the plan's is only the accumulator's), ``nans``
+# (an array shaped as the result whose NaN positions get 0, or None), ``power_of`` and
+# ``power`` (the result is multiplied by ``power_of ** power``; None: not).  Arrays handed
+# in may be results of earlier calls, which come back in the caller's array family: they
+# are viewed again here.
+
+_STORE_VIEWS = {np.dtype(np.float16): np.uint16, np.dtype(np.bool_): np.uint8}
+
+
+def _device_input(a, stream=0):
+    """``a`` as a C-contiguous Numba device array: CUDA arrays viewed (no copy unless
+    strided), host arrays copied over."""
+    if isinstance(a, np.ndarray):
+        return compat.to_device(a, stream)
+    if not compat.is_device_array(a):
+        a = compat.as_device_array(a.detach() if hasattr(a, "detach") else a)
+    return strided.contiguous(a, stream)
+
+
+def _flat(a, stream):
+    return None if a is None else _device_input(a, stream).reshape(-1)
+
+
+def _finish_parts(finish, dtype, stream):
+    """``(result dtype, flat nans array or None, flat power_of array or None, power)``."""
+    if finish is None:
+        return np.dtype(dtype), None, None, 1.0
+    return (np.dtype(finish.dtype), _flat(finish.nans, stream),
+            _flat(getattr(finish, "power_of", None), stream),
+            float(getattr(finish, "power", 1.0)))
+
+
+def indices_in_range(plan, indices, out=None, env=None):
+    """Whether every entry of ``indices`` lies in ``[0, plan.in_size)``: one kernel, then
+    a one-byte flag comes back (a wait)."""
+    env = env or DEFAULT_ENV
+    idx = _device_input(indices, env.stream).reshape(-1)
+    if idx.size == 0:
+        return True
+    bad = compat.device_empty((1,), np.int8, stream=env.stream)
+    Launch(_grad.zero_kernel, (bad,), 1).run(env.stream)
+    Launch(_grad.bad_index_kernel, (idx, plan.in_size, bad), idx.size).run(env.stream)
+    flag = bad.copy_to_host(stream=env.stream)
+    if env.stream:  # on the default stream the copy has waited already
+        compat.wait(env.stream)
+    return not flag[0]
+
+
+def run_index_scatter(plan, src, out, indices, finish=None, checked=False, env=None):
+    """:func:`numbapool._cpu.grad_kernels.run_index_scatter` on the device.
+
+    Returns ``None`` (writing nothing) when an index is out of range, which costs a check
+    kernel and a wait; ``checked=True`` (indices known to be in range) skips both.  Adds
+    with atomics (``plan.accumulate``) into the zeroed result, or a float32 buffer for a
+    float16 ``finish.dtype``; stores otherwise, any one of values sharing an index winning.
+    """
+    env = env or DEFAULT_ENV
+    idx = _device_input(indices, env.stream).reshape(-1)
+    if not checked and not indices_in_range(plan, idx, None, env):
+        return None
+    dtype = np.dtype(plan.dtype)
+    final, nans, _, _ = _finish_parts(finish, dtype, env.stream)
+    work, ret = _result(out, plan.result_shape, final, (src, indices, nans), "out", env)
+    if work.size:
+        s = _device_input(src, env.stream).reshape(-1)
+        acc = work if final == dtype else compat.device_empty(work.shape, dtype,
+                                                                stream=env.stream)
+        dst = acc.reshape(-1)
+        view = None if plan.accumulate else _STORE_VIEWS.get(dtype)
+        if view is not None:  # stores copy bits
+            dst, s = dst.view(view), s.view(view)
+        launches = [Launch(_grad.zero_kernel, (dst,), dst.size)]
+        if s.size:
+            kernel = _grad.scatter_kernel(plan.accumulate, numba.from_dtype(dst.dtype))
+            launches.append(Launch(kernel, (s, idx, dst, plan.out_size, plan.in_size,
+                                            plan.channels), s.size))
+        if acc is not work or nans is not None:
+            kernel = _grad.finish_kernel(nans is not None, _grad.result_type(final))
+            launches.append(Launch(kernel, (acc.reshape(-1), work.reshape(-1),
+                                            dst if nans is None else nans), work.size))
+        for launch in launches:
+            launch.run(env.stream)
+        _finish_out(work, ret, env)
+    return ret
+
+
+def run_window_grad(plan, coef, out, row_scale, col_scale, finish=None, env=None):
+    """:func:`numbapool._cpu.grad_kernels.run_window_grad` on the device: a gather, a
+    thread per input element, accumulated in ``plan.dtype``.  ``row_scale`` and
+    ``col_scale`` are small host arrays (one copy over); ``coef`` may be of any float
+    dtype."""
+    env = env or DEFAULT_ENV
+    dtype = np.dtype(plan.dtype)
+    final, nans, power_of, power = _finish_parts(finish, dtype, env.stream)
+    work, ret = _result(out, plan.result_shape, final, (coef, nans, power_of), "out", env)
+    if work.size:
+        c = _device_input(coef, env.stream).reshape(-1)
+        scales = compat.to_device(np.concatenate([np.ravel(row_scale), np.ravel(col_scale)])
+                                  .astype(dtype), env.stream)
+        x = nans if nans is not None else power_of if power_of is not None else c
+        kernel = _grad.window_grad_kernel(len(plan.axes), nans is not None,
+                                          power_of is not None, numba.from_dtype(dtype),
+                                          _grad.result_type(final))
+        Ro = int(np.prod([a.out_size for a in plan.axes[:-1]], dtype=np.int64))
+        Launch(kernel, (c, work.reshape(-1), x, _grad.window_table(plan.axes, env.stream),
+                        scales, plan.channels, Ro, power), work.size).run(env.stream)
+        _finish_out(work, ret, env)
+    return ret
+
+
+def run_mean_coef(plan, grad_out, out, x, divisors, override, env=None):
+    """The ``"omit"`` coefficients of a mean over ``plan``'s windows
+    (:class:`~numbapool._cpu.grad_kernels.WindowGradPlan`): ``grad_out / d`` with ``d``
+    the divisor (the product of the per-axis host ``divisors``, or ``override`` when
+    non-zero) less the window's NaNs in ``x``, 0 where no value is left; of ``plan.dtype``
+    and ``grad_out``'s shape.  ``out`` is unused (None)."""
+    env = env or DEFAULT_ENV
+    g = _device_input(grad_out, env.stream).reshape(-1)
+    coef = compat.device_empty(g.shape, plan.dtype, stream=env.stream)
+    if g.size:
+        divs = compat.to_device(np.concatenate(divisors).astype(np.float64), env.stream)
+        kernel = _grad.mean_coef_kernel(len(plan.axes), numba.from_dtype(np.dtype(plan.dtype)))
+        Launch(kernel, (g, _device_input(x, env.stream).reshape(-1), coef,
+                        _grad.window_table(plan.axes, env.stream), divs, plan.channels,
+                        float(override)), g.size).run(env.stream)
+    return coef.reshape(tuple(grad_out.shape))
+
+
+def run_lp_coef(plan, grad_out, out, y, p, env=None):
+    """``grad_out * y ** (1 - p)`` (0 where the pooled ``y`` is not positive, NaN where it
+    is NaN), float64, shaped as ``grad_out``; ``plan`` and ``out`` are unused (None)."""
+    env = env or DEFAULT_ENV
+    g = _device_input(grad_out, env.stream).reshape(-1)
+    coef = compat.device_empty(g.shape, np.float64, stream=env.stream)
+    Launch(_grad.lp_coef_kernel, (g, _device_input(y, env.stream).reshape(-1), coef,
+                                  float(p)), g.size).run(env.stream)
+    return coef.reshape(tuple(grad_out.shape))
+
+
+def run_gem_grad(plan, x, out, grad_out, y, p, eps, env=None):
+    """The gradient of GeM pooling over ``plan``'s whole planes
+    (:class:`~numbapool._cpu.grad_kernels.WindowGradPlan`), from the pooled ``y``
+    (float64, one value per plane and channel), computed in float64 and stored as
+    ``plan.dtype``."""
+    env = env or DEFAULT_ENV
+    work, ret = _result(out, plan.result_shape, plan.dtype, (x, grad_out, y), "out", env)
+    if work.size:
+        size = int(np.prod([a.in_size for a in plan.axes], dtype=np.int64))
+        Launch(_grad.gem_grad_kernel(_grad.result_type(plan.dtype)),
+               (_device_input(grad_out, env.stream).reshape(-1),
+                _device_input(y, env.stream).reshape(-1),
+                _device_input(x, env.stream).reshape(-1), work.reshape(-1), size,
+                plan.channels, float(p), float(eps)), work.size).run(env.stream)
+        _finish_out(work, ret, env)
+    return ret
+
+
+def copy_into(plan, src, out, env=None):
+    """``out[...] = src`` on the device, ``out`` checked as a result of ``src``'s shape and
+    dtype (``plan`` unused); returns ``out``."""
+    env = env or DEFAULT_ENV
+    src = _device_input(src, env.stream)
+    strided.copy(src, check_out(out, tuple(src.shape), src.dtype, (src,)), env.stream)
+    return out
+
+
+def run_token_grad(plan, hidden, out, grad_out, inputs, top, env=None):
+    """The gradient of a :class:`~numbapool.token_plan.TokenPlan`'s pooling on the device.
+
+    ``grad_out``: ``plan.out_shape``, any float dtype; ``inputs``: the forward's
+    ``(hidden, attention_mask, weights, scores, lengths, offsets)``; ``top``: float64 per
+    coefficient position, the largest weight of its sequence (the plan's weights are
+    scaled by it), or empty.  Unlike the CPU entry point (which takes ``grad_out`` before
+    ``out``, the dispatcher's slot), returns ``(d_hidden, d_weights, d_scores)``, finished
+    (``plan.out_dtype``, the coefficients' shapes), None for those not requested.
+    """
+    env = env or DEFAULT_ENV
+    dtype = np.dtype(plan.out_dtype)
+    work, ret = _result(out, tuple(hidden.shape), dtype,
+                        [hidden, grad_out] + _device_views(inputs), "out", env)
+    n_coef = max(plan.weights.size, plan.scores.size)
+    coef_shape = (plan.batch, plan.length) if not plan.packed else (n_coef,)
+    d_w = env.alloc(coef_shape, dtype) if plan.weights.size else None
+    d_s = env.alloc(coef_shape, dtype) if plan.scores.size else None
+    B, D, M = plan.batch, plan.features, len(plan.codes)
+    rows = hidden.shape[0] if plan.packed else B * plan.length
+    if work.size or d_w is not None or d_s is not None:
+        codes = tuple(plan.codes.tolist())
+        kind, offs, mask = token_sequences(plan, inputs, env.stream)
+        none = _empty((0,), np.float64)
+        host = [plan.weights if plan.weights.size else np.zeros(n_coef),
+                plan.scores if plan.scores.size else np.zeros(n_coef),
+                np.ravel(top) if np.size(top) else np.zeros(n_coef)]
+        coefs = compat.to_device(np.concatenate(host + [np.zeros(1)]), env.stream)
+        ratio = d_w is not None or d_s is not None
+        fac, mix = ((compat.device_empty((B * M * D,), np.float64, stream=env.stream)
+                     for _ in range(2)) if ratio else (none, none))
+        x = strided.contiguous(hidden, env.stream).reshape(-1)
+        g = _device_input(grad_out, env.stream).reshape(-1)
+        rt = _grad.result_type(dtype)
+        if B * D:
+            kernel = _grad.token_grad_kernel(codes, plan.omit_nan, kind, ratio, rt)
+            Launch(kernel, (x, g, work.reshape(-1), offs, mask, coefs, fac, mix, B,
+                            plan.length, D, n_coef, plan.coef_stride), B * D).run(env.stream)
+        if ratio and rows:
+            empty = _empty((0,), dtype)
+            kernel = _grad.token_coef_kernel(codes, plan.omit_nan, kind, rt)
+            Launch(kernel, (x, fac, mix, offs, mask, coefs, coefs[2 * n_coef:],
+                            empty if d_w is None else d_w.reshape(-1),
+                            empty if d_s is None else d_s.reshape(-1), B, plan.length, D,
+                            n_coef, rows), rows).run(env.stream)
+        _finish_out(work, ret, env)
+    return ret, d_w, d_s

@@ -26,22 +26,26 @@ does not look at the values (as PyTorch's), so NaN inputs get finite gradients.
 The work is done by two backend entry points, ``run_index_scatter`` (max/min) and
 ``run_window_grad`` (every window sum), which take small plans
 (:class:`~numbapool._cpu.grad_kernels.ScatterPlan`,
-:class:`~numbapool._cpu.grad_kernels.WindowGradPlan`); the per-element factors of
-``lp_pool``, ``gem_pool`` and ``"omit"`` are NumPy code here.  Only the CPU backend has them
-for now: CUDA input raises ``NotImplementedError``.
+:class:`~numbapool._cpu.grad_kernels.WindowGradPlan`).  On the CPU the per-element factors
+of ``lp_pool``, ``gem_pool`` and ``"omit"`` are NumPy code here (:class:`_Host`); on CUDA
+they are kernels of the CUDA backend (:class:`_Device`), and nothing large leaves the
+device.  CUDA specifics: max/min gradients are added with atomics (where several outputs
+share a winner the sum may differ in its last bits between runs); the window sums are a
+gather, a thread per input element, and deterministic; given ``indices`` are checked on the
+device, and the host waits for the verdict.
 """
 
 from __future__ import annotations
 
-import functools
 from math import prod
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import dispatch, geometry
 from .. import spatial as fwd
 from .._checks import averaging_dtypes, check_bool, check_extreme_dtype, check_out, check_positive_real
-from .._typing import Array, Device, Layout, NanPolicy, Padding
+from .._typing import Array, Device, Layout, NanPolicy, Padding, Stream
 
 __all__ = [
     "max_pool", "min_pool", "avg_pool", "lp_pool", "adaptive_max_pool", "adaptive_avg_pool",
@@ -58,33 +62,50 @@ __all__ = [
 ]
 
 _GRAD_DTYPES = tuple(np.dtype(t) for t in (np.float16, np.float32, np.float64))
+_F64 = np.dtype(np.float64)
 
 
 # --------------------------------------------------------------------------- common steps
 
 
-def _setup(grad_out, x, device):
-    """``(kernels, grad_out, x)``: the backend's gradient entry points and the arrays."""
-    backend, x = dispatch.resolve(x, device)
-    _, grad_out = dispatch.resolve(grad_out, device, name="grad_out")
-    if getattr(backend, "__name__", None) != "numbapool._cpu.backend":
-        raise NotImplementedError(
-            "numbapool.grad runs on the CPU only for now: pass NumPy arrays (or "
-            "device='cpu' to copy CUDA arrays to the host)")
-    from .._cpu import grad_kernels
+class Finish(NamedTuple):
+    """What becomes of a gradient computed in its work dtype: rounded to ``dtype``, zero
+    where ``nans`` (``x``, under ``"omit"``) is NaN, times ``power_of ** power`` when
+    ``power_of`` is given (the CUDA backend's entry points apply it in their kernels)."""
+
+    dtype: np.dtype
+    nans: object = None
+    power_of: object = None
+    power: float = 1.0
+
+
+def _plans():
+    from .._cpu import grad_kernels  # the plan classes, shared by both backends
+    return grad_kernels
+
+
+def _setup(grad_out, x, device, stream):
+    """``(steps, grad_out, x)``: the backend's gradient steps (:class:`_Host` or
+    :class:`_Device`) and the arrays as that backend takes them (``grad_out`` follows
+    ``x``: copied over if it lives elsewhere)."""
+    backend, x = dispatch.resolve(x, device, stream=stream)
+    on_cuda = not isinstance(x, np.ndarray)
+    _, grad_out = dispatch.resolve(grad_out, "cuda" if on_cuda else "cpu", name="grad_out",
+                                   stream=stream if on_cuda else None)
     dt = np.dtype(grad_out.dtype)
     if dt not in _GRAD_DTYPES:
         raise TypeError(f"grad_out has dtype {dt}; gradients accept float16, float32, float64")
-    return grad_kernels, grad_out, x
+    return (_Device if on_cuda else _Host)(backend), grad_out, x
 
 
 def _check_grad(grad_out, shape, x, out, extra=()):
-    """Check grad_out's shape and ``out=``; returns ``(result dtype, work dtype)``."""
+    """Check grad_out's shape and ``out=`` (the CUDA backend checks a device ``out``);
+    returns ``(result dtype, work dtype)``."""
     if tuple(grad_out.shape) != tuple(shape):
         raise ValueError(f"grad_out has shape {tuple(grad_out.shape)}; the forward's output "
                          f"has shape {tuple(shape)}")
     dtype = np.dtype(grad_out.dtype)
-    if out is not None:
+    if out is not None and isinstance(x, np.ndarray):
         check_out(out, x.shape, dtype, (x, grad_out, *extra))
     return dtype, (np.dtype(np.float32) if dtype == np.float16 else dtype)
 
@@ -99,24 +120,127 @@ def _finish(res, dtype, out):
     return out
 
 
-def _zero_nans(res, x, omit):
-    """Under ``"omit"``, NaN elements of ``x`` get zero gradient."""
-    if omit and x.dtype.kind == "f":
-        np.copyto(res, 0, where=np.isnan(x))
-
-
 def _planes(lead):
     return prod(lead)
+
+
+def _power_scale(y, p):
+    """``y ** (1 - p)`` where the pooled ``y`` is positive, NaN where NaN, else 0."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.where(y > 0, y ** (1.0 - p), np.where(np.isnan(y), np.nan, 0.0))
+
+
+class _Host:
+    """The CPU steps: the CPU backend's entry points, the factors in NumPy."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.kernels = _plans()
+
+    def indices(self, indices):
+        return dispatch.host_array(indices, "indices")
+
+    def _done(self, res, finish, out):
+        if finish.nans is not None:
+            np.copyto(res, 0, where=np.isnan(finish.nans))
+        return _finish(res, finish.dtype, out)
+
+    def scatter(self, plan, src, out, indices, finish, checked):
+        if src.dtype != plan.dtype:
+            src = src.astype(plan.dtype)
+        res = self.kernels.run_index_scatter(plan, src, out if finish.dtype == plan.dtype
+                                             else None, indices)
+        return None if res is None else self._done(res, finish, out)
+
+    def window(self, plan, coef, out, rows, cols, finish):
+        if coef.dtype != plan.dtype:
+            coef = coef.astype(plan.dtype)
+        res = self.kernels.run_window_grad(plan, coef, out if finish.dtype == plan.dtype
+                                           else None, rows, cols)
+        return self._done(res, finish, out)
+
+    def mean_coef(self, plan, grad_out, x, divisors, override, window_sums, layout):
+        nans = window_sums(np.isnan(x).astype(np.float64))
+        base = _outer(divisors).reshape([a.out_size for a in plan.axes])
+        if layout == "channels_last":
+            base = base[..., None]
+        valid = np.broadcast_to(base, nans.shape) - nans  # the non-NaN taps (padded count)
+        div = override if override else valid
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(valid > 0, grad_out / div, 0.0).astype(plan.dtype)
+
+    def lp(self, plan, y_plan, grad_out, x, p, dtype, out):
+        x64 = _as_float64(x)
+        y = self.backend.run_spatial(y_plan, x64, None, y_plan.out_shape)
+        with np.errstate(invalid="ignore", over="ignore"):
+            coef = grad_out.astype(np.float64) * _power_scale(y, p)
+        total = self.kernels.run_window_grad(plan, coef, None, *_unit_scales(plan.axes))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            res = total * (x64 ** (p - 1.0) if p != 1.0 else 1.0)
+        return _finish(res, dtype, out)
+
+    def gem(self, plan, y_plan, y_shape, grad_out, x, power, eps, out):
+        x64 = _as_float64(x)
+        y = self.backend.run_spatial(y_plan, x64, None, y_shape)
+        size = prod(a.in_size for a in plan.axes)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            coef = grad_out.astype(np.float64).reshape(y_shape) * _power_scale(y, power) / size
+            z = np.maximum(x64, eps)
+            res = np.where(x64 >= eps, coef * (z ** (power - 1.0) if power != 1.0 else 1.0),
+                           0.0)
+        return _finish(res, plan.dtype, out)
+
+
+class _Device:
+    """The CUDA steps: the CUDA backend's entry points, through the dispatcher (which runs
+    them on the call's stream and hands results back in the caller's array family)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.kernels = _plans()
+
+    def indices(self, indices):
+        if not hasattr(indices, "shape"):  # a list: NumPy makes it an array first
+            indices = dispatch.host_array(indices, "indices")
+        return dispatch.resolve(indices, "cuda", name="indices")[1]
+
+    def scatter(self, plan, src, out, indices, finish, checked):
+        # checked here, not by run_index_scatter: the dispatcher hands back ``out`` itself
+        # when it is given, which would hide run_index_scatter's None
+        if not checked and not self.backend.indices_in_range(plan, indices, None):
+            return None
+        return self.backend.run_index_scatter(plan, src, out, indices, finish, True)
+
+    def window(self, plan, coef, out, rows, cols, finish):
+        return self.backend.run_window_grad(plan, coef, out, rows, cols, finish)
+
+    def mean_coef(self, plan, grad_out, x, divisors, override, window_sums, layout):
+        return self.backend.run_mean_coef(plan, grad_out, None, x, divisors, override)
+
+    def lp(self, plan, y_plan, grad_out, x, p, dtype, out):
+        y = self.backend.run_spatial(y_plan, x, None, y_plan.out_shape)
+        coef = self.backend.run_lp_coef(None, grad_out, None, y, p)
+        finish = Finish(dtype, power_of=x if p != 1.0 else None, power=p - 1.0)
+        return self.backend.run_window_grad(plan, coef, out, *_unit_scales(plan.axes),
+                                            finish)
+
+    def gem(self, plan, y_plan, y_shape, grad_out, x, power, eps, out):
+        y = self.backend.run_spatial(y_plan, x, None, y_shape)
+        return self.backend.run_gem_grad(plan, x, out, grad_out, y, power, eps)
+
+
+def _unit_scales(axes):
+    return np.ones(prod(a.out_size for a in axes[:-1])), np.ones(axes[-1].out_size)
 
 
 # --------------------------------------------------------------------------- max / min
 
 
-def _check_indices(indices, shape):
+def _check_indices(steps, indices, shape):
     if indices is None:
         return None
-    indices = dispatch.host_array(indices, "indices")
-    if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
+    indices = steps.indices(indices)
+    if not hasattr(indices, "dtype") or np.dtype(indices.dtype).kind not in "iu":
         raise TypeError(f"indices must be an integer array (the forward's int64 indices); "
                         f"got dtype {getattr(indices, 'dtype', type(indices).__name__)}")
     if tuple(indices.shape) != tuple(shape):
@@ -125,46 +249,45 @@ def _check_indices(indices, shape):
     return indices
 
 
-def _scatter_grad(kernels, grad_out, x, shape, lead, in_spatial, out_spatial, channels,
-                  indices, forward_indices, omit, out):
-    indices = _check_indices(indices, shape)
+def _scatter_grad(steps, grad_out, x, shape, winners_plan, in_spatial, out_spatial, indices,
+                  omit, out):
+    """Route ``grad_out`` to the winners: ``indices``, or those of ``winners_plan`` (the
+    forward with ``return_indices``) run on ``x``."""
+    indices = _check_indices(steps, indices, shape)
     dtype, work = _check_grad(grad_out, shape, x, out, () if indices is None else (indices,))
-    if indices is None:
-        indices = forward_indices()
-    src = grad_out if grad_out.dtype == work else grad_out.astype(work)
-    plan = kernels.ScatterPlan(_planes(lead), prod(in_spatial), prod(out_spatial), channels,
-                               tuple(x.shape), work, True)
-    res = kernels.run_index_scatter(plan, src, out if work == dtype else None, indices)
+    checked = indices is None  # the forward's own indices are in range
+    if checked:
+        indices = steps.backend.run_spatial(winners_plan, x, None, winners_plan.out_shape)[1]
+    lead, channels = winners_plan.lead_shape, winners_plan.channels
+    plan = steps.kernels.ScatterPlan(_planes(lead), prod(in_spatial), prod(out_spatial),
+                                     channels, tuple(x.shape), work, True)
+    finish = Finish(dtype, nans=x if omit and x.dtype.kind == "f" else None)
+    res = steps.scatter(plan, grad_out, out, indices, finish, checked)
     if res is None:
         raise ValueError(f"indices holds positions outside [0, {prod(in_spatial)}), the "
                          "flat spatial positions of a plane of x")
-    _zero_nans(res, x, omit)
-    return _finish(res, dtype, out)
+    return res
 
 
-def _extreme_grad(forward, reducer, grad_out, x, kernel_size, stride, padding, dilation,
-                  ceil_mode, indices, nan_policy, layout, out, device):
-    kernels, grad_out, x = _setup(grad_out, x, device)
+def _extreme_grad(reducer, grad_out, x, kernel_size, stride, padding, dilation, ceil_mode,
+                  indices, nan_policy, layout, out, device, stream):
+    steps, grad_out, x = _setup(grad_out, x, device, stream)
     fwd._common(x, layout, nan_policy)
     dtype = check_extreme_dtype(x)
     n = fwd._spatial_rank(kernel_size, x, "kernel_size")
     lead, channels, axes = fwd._sliding_axes(x, n, layout, kernel_size, stride, padding,
                                              dilation, ceil_mode)
-    plan = fwd.SpatialPlan(reducer, axes, lead, channels, layout == "channels_last", dtype)
-
-    def forward_indices():
-        return forward(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True,
-                       nan_policy=nan_policy, layout=layout)[1]
-
-    return _scatter_grad(kernels, grad_out, x, plan.out_shape, lead, plan.in_spatial,
-                         plan.out_spatial, channels, indices, forward_indices,
-                         nan_policy == "omit", out)
+    plan = fwd.SpatialPlan(reducer, axes, lead, channels, layout == "channels_last", dtype,
+                           omit_nan=nan_policy == "omit", return_indices=True)
+    return _scatter_grad(steps, grad_out, x, plan.out_shape, plan, plan.in_spatial,
+                         plan.out_spatial, indices, nan_policy == "omit", out)
 
 
 def max_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Padding = 0,
              dilation=1, ceil_mode: bool = False, *, indices: Array | None = None,
              nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
-             out: Array | None = None, device: Device = None) -> Array:
+             out: Array | None = None, device: Device = None,
+             stream: Stream = None) -> Array:
     """Gradient of :func:`numbapool.max_pool` with respect to ``x``.
 
     Each output's gradient goes to its window's winner; overlapping windows add up.
@@ -173,23 +296,32 @@ def max_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Paddi
     ----------
     grad_out : array
         The gradient of the loss with respect to the pool's result: its exact shape, float.
+        For CUDA ``x`` a host ``grad_out`` is copied to the device (and a CUDA one to the
+        host for NumPy ``x``).
     x : array
         The pool's input.
     kernel_size, stride, padding, dilation, ceil_mode, nan_policy, layout
         As the forward takes them.
     indices : int array, optional
         The forward's ``return_indices`` (flat positions inside each plane's spatial
-        extent); recomputed from ``x`` when omitted.
+        extent); recomputed from ``x`` when omitted.  On CUDA, given indices are checked
+        by a kernel whose one-byte verdict the host waits for.
     out : array, optional
         The result, shaped as ``x``, of ``grad_out``'s dtype.
     device : {None, "cpu", "cuda"}
-        As the forward's (only the CPU has gradients for now).
+        As the forward's.
+    stream : stream, optional
+        CUDA only: the stream to run on (a Numba, ``torch.cuda`` or CuPy stream).  ``None``
+        means the current stream of the library ``x`` comes from (Numba device arrays: the
+        default stream).  Nothing waits for the result: read it on that stream.
 
     Returns
     -------
     array
         Shaped as ``x``, in ``grad_out``'s dtype (float16 accumulated in float32).  Under
-        ``nan_policy="omit"`` NaN elements get 0.
+        ``nan_policy="omit"`` NaN elements get 0.  On CUDA the gradients of outputs that
+        share a winner are added with atomics, in no fixed order: such sums may differ in
+        their last bits from run to run.
 
     Raises
     ------
@@ -197,9 +329,7 @@ def max_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Paddi
         A non-float ``grad_out``, a non-integer ``indices``, or the forward's type errors.
     ValueError
         ``grad_out`` or ``indices`` not of the forward's output shape, an index outside a
-        plane, or the forward's value errors.
-    NotImplementedError
-        CUDA input.
+        plane (raised before anything is written), or the forward's value errors.
 
     Examples
     --------
@@ -211,14 +341,15 @@ def max_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Paddi
     >>> grad.max_pool(np.ones((1, 1, 2)), x, (3,), stride=2)
     array([[[0., 1., 0., 0., 1.]]])
     """
-    return _extreme_grad(fwd.max_pool, "max", grad_out, x, kernel_size, stride, padding,
-                         dilation, ceil_mode, indices, nan_policy, layout, out, device)
+    return _extreme_grad("max", grad_out, x, kernel_size, stride, padding, dilation,
+                         ceil_mode, indices, nan_policy, layout, out, device, stream)
 
 
 def min_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Padding = 0,
              dilation=1, ceil_mode: bool = False, *, indices: Array | None = None,
              nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
-             out: Array | None = None, device: Device = None) -> Array:
+             out: Array | None = None, device: Device = None,
+             stream: Stream = None) -> Array:
     """Gradient of :func:`numbapool.min_pool`: :func:`max_pool`'s rules with the minimum.
 
     Examples
@@ -229,13 +360,14 @@ def min_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Paddi
     >>> grad.min_pool(np.array([[1.0, 2.0, 3.0]]), x, (2,), stride=1)
     array([[0., 3., 3., 0.]])
     """
-    return _extreme_grad(fwd.min_pool, "min", grad_out, x, kernel_size, stride, padding,
-                         dilation, ceil_mode, indices, nan_policy, layout, out, device)
+    return _extreme_grad("min", grad_out, x, kernel_size, stride, padding, dilation,
+                         ceil_mode, indices, nan_policy, layout, out, device, stream)
 
 
 def adaptive_max_pool(grad_out: Array, x: Array, output_size, *, indices: Array | None = None,
                       nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
-                      out: Array | None = None, device: Device = None) -> Array:
+                      out: Array | None = None, device: Device = None,
+                      stream: Stream = None) -> Array:
     """Gradient of :func:`numbapool.adaptive_max_pool` (rules of :func:`max_pool`).
 
     Examples
@@ -246,25 +378,21 @@ def adaptive_max_pool(grad_out: Array, x: Array, output_size, *, indices: Array 
     >>> grad.adaptive_max_pool(np.array([[[1.0, 1.0]]]), x, 2)
     array([[[1., 0., 1.]]])
     """
-    kernels, grad_out, x = _setup(grad_out, x, device)
+    steps, grad_out, x = _setup(grad_out, x, device, stream)
     fwd._common(x, layout, nan_policy)
     dtype = check_extreme_dtype(x)
     lead, channels, axes = fwd._adaptive_axes(x, output_size, layout)
-    plan = fwd.SpatialPlan("max", axes, lead, channels, layout == "channels_last", dtype)
-
-    def forward_indices():
-        return fwd.adaptive_max_pool(x, output_size, return_indices=True,
-                                     nan_policy=nan_policy, layout=layout)[1]
-
-    return _scatter_grad(kernels, grad_out, x, plan.out_shape, lead, plan.in_spatial,
-                         plan.out_spatial, channels, indices, forward_indices,
-                         nan_policy == "omit", out)
+    plan = fwd.SpatialPlan("max", axes, lead, channels, layout == "channels_last", dtype,
+                           omit_nan=nan_policy == "omit", return_indices=True)
+    return _scatter_grad(steps, grad_out, x, plan.out_shape, plan, plan.in_spatial,
+                         plan.out_spatial, indices, nan_policy == "omit", out)
 
 
 def global_max_pool(grad_out: Array, x: Array, spatial_dims: int | None = None, *,
                     keepdims: bool = False, indices: Array | None = None,
                     nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
-                    out: Array | None = None, device: Device = None) -> Array:
+                    out: Array | None = None, device: Device = None,
+                    stream: Stream = None) -> Array:
     """Gradient of :func:`numbapool.global_max_pool` (rules of :func:`max_pool`).
 
     ``indices``, when given, are shaped as the forward's result and hold each plane's
@@ -281,19 +409,17 @@ def global_max_pool(grad_out: Array, x: Array, spatial_dims: int | None = None, 
     array([[[0., 2.],
             [0., 0.]]])
     """
-    kernels, grad_out, x = _setup(grad_out, x, device)
+    steps, grad_out, x = _setup(grad_out, x, device, stream)
     fwd._common(x, layout, nan_policy)
-    check_extreme_dtype(x)
+    dtype = check_extreme_dtype(x)
     lead, channels, _, shape = fwd._global_axes(x, spatial_dims, layout, keepdims)
     n = x.ndim - len(lead) - (layout == "channels_last")
-    spatial = tuple(x.shape[len(lead):len(lead) + n])
-
-    def forward_indices():
-        return fwd.adaptive_max_pool(x, (1,) * n, return_indices=True, nan_policy=nan_policy,
-                                     layout=layout)[1]
-
-    return _scatter_grad(kernels, grad_out, x, shape, lead, spatial, (1,), channels, indices,
-                         forward_indices, nan_policy == "omit", out)
+    # the winners of an adaptive pool to one position per plane
+    axes = fwd._adaptive_axes(x, (1,) * n, layout)[2]
+    plan = fwd.SpatialPlan("max", axes, lead, channels, layout == "channels_last", dtype,
+                           omit_nan=nan_policy == "omit", return_indices=True)
+    return _scatter_grad(steps, grad_out, x, shape, plan, plan.in_spatial, (1,), indices,
+                         nan_policy == "omit", out)
 
 
 # --------------------------------------------------------------------------- window sums
@@ -307,45 +433,39 @@ def _outer(vectors):
     return res
 
 
-def _window_plan(kernels, axes, lead, channels, x, work):
-    return kernels.WindowGradPlan(tuple(axes), _planes(lead), channels, tuple(x.shape), work)
+def _window_plan(steps, axes, lead, channels, x, dtype):
+    return steps.kernels.WindowGradPlan(tuple(axes), _planes(lead), channels, tuple(x.shape),
+                                        dtype)
 
 
-def _mean_grad(kernels, grad_out, x, axes, lead, channels, layout, divisors, override, omit,
+def _mean_grad(steps, grad_out, x, axes, lead, channels, layout, divisors, override, omit,
                window_sums, shape, out):
     """Gradient of a mean over ``axes``'s windows: per-axis ``divisors`` (products over the
-    axes) or ``override``; under ``omit`` (float x), ``window_sums(m)`` sums ``m`` (shaped as
-    ``x``) over each window, to count the NaNs."""
+    axes) or ``override``; under ``omit`` (float x) the divisors lose each window's NaNs
+    (on the CPU ``window_sums(m)`` sums ``m``, shaped as ``x``, over each window, to count
+    them)."""
     dtype, work = _check_grad(grad_out, shape, x, out)
-    plan = _window_plan(kernels, axes, lead, channels, x, work)
+    plan = _window_plan(steps, axes, lead, channels, x, work)
     omit = omit and x.dtype.kind == "f"
-    Ro = prod(a.out_size for a in axes[:-1])
     if omit:
-        nans = window_sums(np.isnan(x).astype(np.float64))
-        base = _outer(divisors).reshape([a.out_size for a in axes])
-        if layout == "channels_last":
-            base = base[..., None]
-        valid = np.broadcast_to(base, nans.shape) - nans  # the non-NaN taps (padded count)
-        div = override if override else valid
-        with np.errstate(divide="ignore", invalid="ignore"):
-            coef = np.where(valid > 0, grad_out / div, 0.0).astype(work)
-        rows, cols = np.ones(Ro), np.ones(axes[-1].out_size)
+        coef = steps.mean_coef(plan, grad_out, x, divisors, override, window_sums, layout)
+        rows, cols = _unit_scales(axes)
     else:
-        coef = grad_out if grad_out.dtype == work else grad_out.astype(work)
+        coef = grad_out
         if override:
-            rows, cols = np.full(Ro, 1.0 / override), np.ones(axes[-1].out_size)
+            rows, cols = np.full(prod(a.out_size for a in axes[:-1]), 1.0 / override), \
+                np.ones(axes[-1].out_size)
         else:
             rows, cols = 1.0 / _outer(divisors[:-1]), 1.0 / divisors[-1]
-    res = kernels.run_window_grad(plan, coef, out if work == dtype else None, rows, cols)
-    _zero_nans(res, x, omit)
-    return _finish(res, dtype, out)
+    return steps.window(plan, coef, out, rows, cols, Finish(dtype, nans=x if omit else None))
 
 
 def avg_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Padding = 0,
              ceil_mode: bool = False, count_include_pad: bool = True,
              divisor_override: float | None = None, *, dilation=1,
              nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
-             out: Array | None = None, device: Device = None) -> Array:
+             out: Array | None = None, device: Device = None,
+             stream: Stream = None) -> Array:
     """Gradient of :func:`numbapool.avg_pool` with respect to ``x``.
 
     Every in-bounds element of a window receives ``grad_out / divisor`` (the forward's
@@ -359,7 +479,7 @@ def avg_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Paddi
         The pool's input (read for its shape, and for NaNs under ``"omit"``).
     kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, dilation
         As the forward takes them.
-    nan_policy, layout, device
+    nan_policy, layout, device, stream
         As the forward takes them.
     out : array, optional
         The result, shaped as ``x``, of ``grad_out``'s dtype.
@@ -367,11 +487,12 @@ def avg_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Paddi
     Returns
     -------
     array
-        Shaped as ``x``, in ``grad_out``'s dtype (float16 accumulated in float32).
+        Shaped as ``x``, in ``grad_out``'s dtype (float16 accumulated in float32).  On CUDA
+        a thread per element sums its windows in order: the result is deterministic.
 
     Raises
     ------
-    TypeError, ValueError, NotImplementedError
+    TypeError, ValueError
         As :func:`max_pool`'s.
 
     Examples
@@ -383,7 +504,7 @@ def avg_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Paddi
     >>> grad.avg_pool(np.ones((1, 1, 2)), np.zeros((1, 1, 4)), (3,), stride=2, padding=1)
     array([[[0.33333333, 0.66666667, 0.33333333, 0.33333333]]])
     """
-    kernels, grad_out, x = _setup(grad_out, x, device)
+    steps, grad_out, x = _setup(grad_out, x, device, stream)
     fwd._common(x, layout, nan_policy)
     averaging_dtypes(x)
     n = fwd._spatial_rank(kernel_size, x, "kernel_size")
@@ -392,14 +513,14 @@ def avg_pool(grad_out: Array, x: Array, kernel_size, stride=None, padding: Paddi
     include_pad = check_bool(count_include_pad, "count_include_pad")
     override = _check_override(divisor_override)
     shape = fwd.SpatialPlan("sum", axes, lead, channels, layout == "channels_last",
-                            np.dtype(np.float64)).out_shape
+                            _F64).out_shape
     divisors = [a.arrays()[2 if include_pad else 1].astype(np.float64) for a in axes]
 
     def window_sums(m):
         return fwd.avg_pool(m, kernel_size, stride, padding, ceil_mode, divisor_override=1,
                             dilation=dilation, layout=layout)
 
-    return _mean_grad(kernels, grad_out, x, axes, lead, channels, layout, divisors, override,
+    return _mean_grad(steps, grad_out, x, axes, lead, channels, layout, divisors, override,
                       nan_policy == "omit", window_sums, shape, out)
 
 
@@ -417,7 +538,8 @@ def _check_override(divisor_override):
 
 def adaptive_avg_pool(grad_out: Array, x: Array, output_size, *,
                       nan_policy: NanPolicy = "propagate", layout: Layout = "channels_first",
-                      out: Array | None = None, device: Device = None) -> Array:
+                      out: Array | None = None, device: Device = None,
+                      stream: Stream = None) -> Array:
     """Gradient of :func:`numbapool.adaptive_avg_pool` (rules of :func:`avg_pool`).
 
     Examples
@@ -427,12 +549,12 @@ def adaptive_avg_pool(grad_out: Array, x: Array, output_size, *,
     >>> grad.adaptive_avg_pool(np.array([[[6.0, 6.0]]]), np.zeros((1, 1, 3)), 2)
     array([[[3., 6., 3.]]])
     """
-    kernels, grad_out, x = _setup(grad_out, x, device)
+    steps, grad_out, x = _setup(grad_out, x, device, stream)
     fwd._common(x, layout, nan_policy)
     averaging_dtypes(x)
     lead, channels, axes = fwd._adaptive_axes(x, output_size, layout)
     shape = fwd.SpatialPlan("sum", axes, lead, channels, layout == "channels_last",
-                            np.dtype(np.float64)).out_shape
+                            _F64).out_shape
     divisors = [a.arrays()[1].astype(np.float64) for a in axes]
 
     def window_sums(m):
@@ -441,7 +563,7 @@ def adaptive_avg_pool(grad_out: Array, x: Array, output_size, *,
         means = fwd.adaptive_avg_pool(m, output_size, layout=layout)
         return np.rint(means * (size[..., None] if layout == "channels_last" else size))
 
-    return _mean_grad(kernels, grad_out, x, axes, lead, channels, layout, divisors, 0.0,
+    return _mean_grad(steps, grad_out, x, axes, lead, channels, layout, divisors, 0.0,
                       nan_policy == "omit", window_sums, shape, out)
 
 
@@ -455,7 +577,7 @@ def _global_full_axes(x, spatial_dims, layout, keepdims):
 def global_avg_pool(grad_out: Array, x: Array, spatial_dims: int | None = None, *,
                     keepdims: bool = False, nan_policy: NanPolicy = "propagate",
                     layout: Layout = "channels_first", out: Array | None = None,
-                    device: Device = None) -> Array:
+                    device: Device = None, stream: Stream = None) -> Array:
     """Gradient of :func:`numbapool.global_avg_pool`: ``grad_out / count`` on every element
     of its plane (under ``"omit"``, the non-NaN count, and 0 on NaNs).
 
@@ -467,7 +589,7 @@ def global_avg_pool(grad_out: Array, x: Array, spatial_dims: int | None = None, 
     array([[[[1., 1.],
              [1., 1.]]]])
     """
-    kernels, grad_out, x = _setup(grad_out, x, device)
+    steps, grad_out, x = _setup(grad_out, x, device, stream)
     fwd._common(x, layout, nan_policy)
     averaging_dtypes(x)
     lead, channels, axes, shape = _global_full_axes(x, spatial_dims, layout, keepdims)
@@ -481,7 +603,7 @@ def global_avg_pool(grad_out: Array, x: Array, spatial_dims: int | None = None, 
 
     _check_grad(grad_out, shape, x, None)
     keep = _keep_shape(lead, n, channels, layout)  # the same values, spatial axes of size 1
-    return _mean_grad(kernels, grad_out.reshape(keep), x, axes, lead, channels, layout,
+    return _mean_grad(steps, grad_out.reshape(keep), x, axes, lead, channels, layout,
                       divisors, 0.0, nan_policy == "omit", window_sums, keep, out)
 
 
@@ -498,7 +620,8 @@ def _as_float64(x):
 
 def lp_pool(grad_out: Array, x: Array, norm_type: float, kernel_size, stride=None,
             ceil_mode: bool = False, *, layout: Layout = "channels_first",
-            out: Array | None = None, device: Device = None) -> Array:
+            out: Array | None = None, device: Device = None,
+            stream: Stream = None) -> Array:
     """Gradient of :func:`numbapool.lp_pool` with respect to ``x``.
 
     With ``S`` a window's sum of ``x**p`` and ``y = S**(1/p)`` its result, element ``i``
@@ -514,33 +637,24 @@ def lp_pool(grad_out: Array, x: Array, norm_type: float, kernel_size, stride=Non
     >>> grad.lp_pool(np.array([[1.0, 1.0]]), x, 2, (2,))  # d|v|/dv = v/|v|; 0 at v = 0
     array([[0.6, 0.8, 0. , 0. ]])
     """
-    kernels, grad_out, x = _setup(grad_out, x, device)
+    steps, grad_out, x = _setup(grad_out, x, device, stream)
     fwd._common(x, layout)
     averaging_dtypes(x)
     p = check_positive_real(norm_type, "norm_type")
     n = fwd._spatial_rank(kernel_size, x, "kernel_size")
     lead, channels, axes = fwd._sliding_axes(x, n, layout, kernel_size, stride, 0, 1, ceil_mode)
-    shape = fwd.SpatialPlan("sum", axes, lead, channels, layout == "channels_last",
-                            np.dtype(np.float64)).out_shape
-    dtype, _ = _check_grad(grad_out, shape, x, out)
-    x64 = _as_float64(x)
-    y = fwd.lp_pool(x64, p, kernel_size, stride, ceil_mode, layout=layout)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        scale = np.where(y > 0, y ** (1.0 - p), np.where(np.isnan(y), np.nan, 0.0))
-        coef = grad_out.astype(np.float64) * scale
-    plan = _window_plan(kernels, axes, lead, channels, x, np.dtype(np.float64))
-    total = kernels.run_window_grad(plan, coef, None, np.ones(prod(a.out_size for a in axes[:-1])),
-                                    np.ones(axes[-1].out_size))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        factor = x64 ** (p - 1.0) if p != 1.0 else 1.0
-        res = total * factor
-    return _finish(res, dtype, out)
+    # the forward in float64 (as for float64 x), for its pooled values
+    y_plan = fwd.SpatialPlan("sum", axes, lead, channels, layout == "channels_last", _F64,
+                             acc_dtype=_F64, transform="power", power=p, finish="root_sum")
+    dtype, _ = _check_grad(grad_out, y_plan.out_shape, x, out)
+    plan = _window_plan(steps, axes, lead, channels, x, _F64)
+    return steps.lp(plan, y_plan, grad_out, x, p, dtype, out)
 
 
 def gem_pool(grad_out: Array, x: Array, p: float = 3.0, eps: float = 1e-6,
              spatial_dims: int | None = None, *, keepdims: bool = False,
              layout: Layout = "channels_first", out: Array | None = None,
-             device: Device = None) -> Array:
+             device: Device = None, stream: Stream = None) -> Array:
     """Gradient of :func:`numbapool.gem_pool` with respect to ``x``.
 
     With ``z = clip(x, eps)``, ``n`` the plane's size and ``y`` the result, element ``i``
@@ -556,23 +670,20 @@ def gem_pool(grad_out: Array, x: Array, p: float = 3.0, eps: float = 1e-6,
     >>> grad.gem_pool(np.array([[4.0]]), x, p=1.0, spatial_dims=1)  # a mean above eps
     array([[[1., 1., 1., 0.]]])
     """
-    kernels, grad_out, x = _setup(grad_out, x, device)
+    steps, grad_out, x = _setup(grad_out, x, device, stream)
     fwd._common(x, layout)
     averaging_dtypes(x)
     power = check_positive_real(p, "p")
     eps = check_positive_real(eps, "eps", allow_zero=True)
     lead, channels, axes, shape = _global_full_axes(x, spatial_dims, layout, keepdims)
     dtype, _ = _check_grad(grad_out, shape, x, out)
-    x64 = _as_float64(x)
-    keep = _keep_shape(lead, len(axes), channels, layout)
-    y = fwd.gem_pool(x64, power, eps, len(axes), keepdims=True, layout=layout)
-    size = prod(a.in_size for a in axes)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        scale = np.where(y > 0, y ** (1.0 - power), np.where(np.isnan(y), np.nan, 0.0))
-        coef = grad_out.astype(np.float64).reshape(keep) * scale / size
-        z = np.maximum(x64, eps)
-        res = np.where(x64 >= eps, coef * (z ** (power - 1.0) if power != 1.0 else 1.0), 0.0)
-    return _finish(res, dtype, out)
+    # the forward in float64 with keepdims, for its pooled values
+    _, _, rows, y_shape = fwd._global_axes(x, len(axes), layout, True)
+    y_plan = fwd.SpatialPlan("sum", rows, lead, channels, layout == "channels_last", _F64,
+                             acc_dtype=_F64, transform="clip_power", power=power, eps=eps,
+                             finish="root_mean")
+    plan = _window_plan(steps, axes, lead, channels, x, dtype)
+    return steps.gem(plan, y_plan, y_shape, grad_out, x, power, eps, out)
 
 
 # --------------------------------------------------------------------------- fixed-rank aliases

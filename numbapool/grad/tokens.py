@@ -3,8 +3,10 @@ weights and scores of the ``"weighted"`` and ``"attention"`` modes).
 
 The arguments are checked as the forward checks them and planned into the same
 :class:`~numbapool.token_plan.TokenPlan`; the backend's ``run_token_grad`` entry point
-computes the gradient.  Only the CPU backend has one so far: CUDA input raises
-``NotImplementedError`` (pass ``device="cpu"`` to copy it to the host).
+computes the gradient.  Both backends have one: the CPU's takes a task per sequence, the
+CUDA one a thread per (sequence, feature) for ``hidden``'s gradient and a thread per token
+for those of the weights and scores (sums over the features, without atomics), so the
+results do not depend on the launch.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from .. import dispatch
 from .. import token_plan
 from .._checks import FLOAT_DTYPES, NAN_POLICIES, check_choice
-from .._typing import Array, Device, NanPolicy, TokenMode
+from .._typing import Array, Device, NanPolicy, Stream, TokenMode
 from ..token_plan import M_ATTENTION, M_WEIGHTED, MODE_CODES, TOKEN_MODES, TokenPlan
 from ..tokens import _check_counts, _check_mask, _coefficients, _parse_modes
 
@@ -33,21 +35,21 @@ def _runner(backend):
     run = getattr(backend, "run_token_grad", None)
     if run is None:
         raise NotImplementedError(
-            "numbapool.grad.pool_tokens has no CUDA kernels yet; pass device='cpu' to compute "
-            "the gradient on the host (the arrays are copied there and back)")
+            "this backend has no kernels for numbapool.grad.pool_tokens; pass device='cpu' "
+            "to compute the gradient on the host (the arrays are copied there and back)")
     return run
 
 
 def _check_grad_out(grad_out, shape):
-    if not isinstance(grad_out, np.ndarray):
-        raise TypeError(f"grad_out must be a NumPy ndarray for CPU hidden; got "
+    if not hasattr(grad_out, "dtype"):
+        raise TypeError(f"grad_out must be an array; got "
                         f"{type(grad_out).__module__}.{type(grad_out).__qualname__}")
     if np.dtype(grad_out.dtype) not in FLOAT_DTYPES:
         raise TypeError(f"grad_out has dtype {grad_out.dtype}; it must be float16, float32 or "
                         "float64")
-    if grad_out.shape != tuple(shape):
-        raise ValueError(f"grad_out has shape {grad_out.shape}; the forward's result has shape "
-                         f"{tuple(shape)} (B, D * number of modes)")
+    if tuple(grad_out.shape) != tuple(shape):
+        raise ValueError(f"grad_out has shape {tuple(grad_out.shape)}; the forward's result "
+                         f"has shape {tuple(shape)} (B, D * number of modes)")
 
 
 def pool_tokens(grad_out: Array, hidden: Array, attention_mask: Array | None = None,
@@ -55,7 +57,7 @@ def pool_tokens(grad_out: Array, hidden: Array, attention_mask: Array | None = N
                 weights: Array | None = None, scores: Array | None = None,
                 lengths: Array | None = None, offsets: Array | None = None,
                 nan_policy: NanPolicy = "propagate", out: Array | None = None,
-                device: Device = None):
+                device: Device = None, stream: Stream = None):
     """Gradient of :func:`numbapool.pool_tokens` with respect to ``hidden`` (and to
     ``weights`` / ``scores`` when given).
 
@@ -64,14 +66,18 @@ def pool_tokens(grad_out: Array, hidden: Array, attention_mask: Array | None = N
     grad_out : array
         The upstream gradient, shaped like the forward's result ``(B, D * len(modes))``;
         float16, float32 or float64.  Several modes' slots contribute to ``hidden``'s
-        gradient additively.
+        gradient additively.  It follows ``hidden``: a host one is copied to the device
+        for CUDA ``hidden`` (and a CUDA one to the host for NumPy ``hidden``).
     hidden, attention_mask, mode, weights, scores, lengths, offsets, nan_policy
         The forward's arguments (see :func:`numbapool.pool_tokens`), checked the same way.
     out : array, optional
         Preallocated gradient, shaped like ``hidden``, of ``grad_out``'s dtype.
     device : {None, "cpu", "cuda"}
-        Where to compute; only the CPU has kernels so far (CUDA input raises
-        ``NotImplementedError``: pass ``device="cpu"``).
+        Where to compute; ``None`` means where ``hidden`` lives.
+    stream : stream, optional
+        CUDA only: the stream to run on (a Numba, ``torch.cuda`` or CuPy stream).  ``None``
+        means the current stream of the library ``hidden`` comes from (Numba device arrays:
+        the default stream).  Nothing waits for the result: read it on that stream.
 
     Returns
     -------
@@ -122,8 +128,9 @@ def pool_tokens(grad_out: Array, hidden: Array, attention_mask: Array | None = N
     >>> d_w
     array([ 0.25, -0.25])
     """
-    backend, hidden = dispatch.resolve(hidden, device, name="hidden")
+    backend, hidden = dispatch.resolve(hidden, device, name="hidden", stream=stream)
     run = _runner(backend)
+    on_cuda = not isinstance(hidden, np.ndarray)
     check_choice(nan_policy, "nan_policy", NAN_POLICIES)
     dtype = np.dtype(hidden.dtype)
     if dtype not in FLOAT_DTYPES:
@@ -151,7 +158,11 @@ def pool_tokens(grad_out: Array, hidden: Array, attention_mask: Array | None = N
     else:
         raise ValueError(f"hidden must be padded (B, L, D) or packed (T, D); got shape "
                          f"{hidden.shape}")
-    if not isinstance(grad_out, np.ndarray):  # a CUDA grad_out under device="cpu"
+    if on_cuda:
+        if not hasattr(grad_out, "shape"):  # a list: NumPy makes it an array first
+            grad_out = dispatch.host_array(grad_out, "grad_out")
+        grad_out = dispatch.resolve(grad_out, "cuda", name="grad_out", stream=stream)[1]
+    elif not isinstance(grad_out, np.ndarray):  # a CUDA grad_out under device="cpu"
         grad_out = dispatch.host_array(grad_out, "grad_out")
     _check_grad_out(grad_out, (batch, features * len(names)))
     coefs = {}
@@ -187,6 +198,9 @@ def pool_tokens(grad_out: Array, hidden: Array, attention_mask: Array | None = N
         mask=token_mask, first=first, count=count, weights=coefs["weights"],
         scores=coefs["scores"], coef_stride=coef_stride,
     )
+    if on_cuda:
+        return _device_grad(backend, run, plan, hidden, grad_out, out, top, coef_shape,
+                            (hidden, attention_mask, weights, scores, lengths, offsets))
     g = np.ascontiguousarray(grad_out, dtype=np.float64)
     inputs = (hidden, grad_out, attention_mask, weights, scores, lengths, offsets)
     d_hidden, dcoef = run(plan, hidden, g, out, inputs)
@@ -198,4 +212,20 @@ def pool_tokens(grad_out: Array, hidden: Array, attention_mask: Array | None = N
         extra.append(dw.astype(out_dtype))
     if scores is not None:
         extra.append(dcoef[1].reshape(coef_shape).astype(out_dtype))
+    return (d_hidden, *extra) if extra else d_hidden
+
+
+def _device_grad(backend, run, plan, hidden, grad_out, out, top, coef_shape, inputs):
+    """The CUDA path: the backend's ``run_token_grad`` finishes the coefficient gradients
+    too (``top``: the weights' scale), returning ``(d_hidden, d_weights, d_scores)``."""
+    top = _EMPTY_F if top is None else np.broadcast_to(top, coef_shape).reshape(-1)
+    extra = plan.weights.size or plan.scores.size
+    if out is not None and not extra:
+        return run(plan, hidden, out, grad_out, inputs, top)  # the dispatcher returns out
+    # the dispatcher hands back ``out`` alone when it is given, so with coefficient
+    # gradients to return the gradient is computed fresh and copied into ``out``
+    d_hidden, d_w, d_s = run(plan, hidden, None, grad_out, inputs, top)
+    if out is not None:
+        d_hidden = backend.copy_into(None, d_hidden, out)
+    extra = [r for r in (d_w, d_s) if r is not None]
     return (d_hidden, *extra) if extra else d_hidden

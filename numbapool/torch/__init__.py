@@ -10,8 +10,7 @@ differentiable, the backward computed by :mod:`numbapool.grad`.
 
 * CPU tensors reach the kernels without a copy (the NumPy array viewing their memory) and
   the results are wrapped without one; CUDA tensors go to numbapool's CUDA kernels as they
-  are (the gradients have no CUDA kernels yet: a backward on CUDA tensors raises
-  ``NotImplementedError``).
+  are, forward and backward.
 * A ``channels_last`` (or ``channels_last_3d``) tensor is pooled in place through its
   ``(N, *spatial, C)`` view, and the result is ``channels_last`` too, as torch's is.
 * Max pools compute the winners' indices only when ``return_indices=True`` or a gradient
