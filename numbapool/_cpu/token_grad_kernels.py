@@ -178,6 +178,10 @@ def token_grad_tasks(x, dx, b0, b1, arena, out_arena, seqs, coefs, g, codes, omi
     padded = out_arena.seq_stride != 0
     L = out_arena.seq_stride // max(D, 1)
     written = np.zeros(L, np.bool_)  # the token rows of a padded sequence
+    # one linear mode whose totals do not depend on the values (mean, sum, ... under
+    # propagate): each token row is a multiple of one vector, stored with no row buffer
+    c0 = codes[0] if M else M_CLS
+    scaled = M == 1 and _is_linear(c0) and not omit and c0 != M_WEIGHTED and c0 != M_ATTENTION
     for b in range(b0, b1):
         n = seqs.count[b]
         drow0 = b * out_arena.seq_stride
@@ -192,6 +196,14 @@ def token_grad_tasks(x, dx, b0, b1, arena, out_arena, seqs, coefs, g, codes, omi
         row0 = arena.base + b * arena.seq_stride
         for j in range(n):
             p = _position(seqs, b, j)
+            if scaled:
+                cj = _coefficient(c0, j, b, p, coefs)
+                dr = dx[drow0 + p * out_arena.token_stride:]
+                for e in range(D):
+                    store(dr, e, cj * total[0, e])
+                if padded:
+                    written[p] = True
+                continue
             xr = x[row0 + p * sl:]
             for e in range(D):
                 row[e] = 0.0
