@@ -18,7 +18,8 @@ each input row first by a store) and accumulates serially inside it, so threads 
 write the same element, with no atomics, and results do not depend on the thread count.
 
 The entry points :func:`run_index_scatter` and :func:`run_window_grad` are what
-:mod:`numbapool.grad` calls for NumPy arrays; a CUDA backend provides the same two.
+:mod:`numbapool.grad` calls for NumPy arrays; the CUDA backend has two of the same names
+(:mod:`numbapool._cuda.grad`), which also apply the final rounding and NaN zeroing.
 """
 
 from __future__ import annotations

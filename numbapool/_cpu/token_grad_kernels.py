@@ -266,7 +266,8 @@ def run_token_grad(plan, hidden, grad_out, out, inputs):
     array or ``None``.  ``plan.out_dtype`` is the dtype of the gradient (grad_out's).
     Returns ``(d_hidden, d_coefficients)``, the latter float64 ``(2, n)``: the gradients of
     the plan's scaled weights (row 0) and of its scores (row 1), zero at padding
-    positions.  A CUDA backend provides an entry point of the same name and contract.
+    positions.  The CUDA backend's entry point of the same name takes ``out`` in the
+    dispatcher's slot and finishes the coefficient gradients itself (see its docstring).
     """
     work, result = result_arrays(out, hidden.shape, plan.out_dtype, inputs, "out")
     n_coef = max(plan.weights.size, plan.scores.size)
