@@ -19,7 +19,8 @@ write the same element, with no atomics, and results do not depend on the thread
 
 The entry points :func:`run_index_scatter` and :func:`run_window_grad` are what
 :mod:`numbapool.grad` calls for NumPy arrays; the CUDA backend has two of the same names
-(:mod:`numbapool._cuda.grad`), which also apply the final rounding and NaN zeroing.
+(:mod:`numbapool._cuda.backend`, kernels in :mod:`numbapool._cuda.grad`), which also apply
+the final rounding and NaN zeroing.
 """
 
 from __future__ import annotations
