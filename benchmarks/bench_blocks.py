@@ -12,7 +12,9 @@ Each group times ``numbapool``, ``skimage`` (``skimage.measure.block_reduce`` wi
 ``numpy`` (the reshape-reduce a NumPy user writes: ``x.reshape(h, 2, w, 2).mean((1, 3))``,
 ``np.median`` over the block axes, and for the mode the same reshape with
 ``scipy.stats.mode``) and ``roofline`` (a parallel copy of the bytes the op reads and
-writes)::
+writes).  ``test_roofline_fraction`` calls numbapool and the copy alternately for the mean
+and max cases and prints the fraction of the roofline (the two measured in the same
+moments: separate groups can land in different phases of a shared machine)::
 
     python -m pytest benchmarks/bench_blocks.py --benchmark-only --benchmark-group-by=group
 
@@ -135,3 +137,29 @@ def test_block_reduce(benchmark, case, impl):
     else:  # slow: a few rounds
         result = benchmark.pedantic(call, rounds=3, iterations=1, warmup_rounds=1)
     np.testing.assert_allclose(np.asarray(result), want, rtol=1e-5)
+
+
+ROOFLINE_CASES = [c for c in CASES if c.func in ("mean", "max")]
+
+
+@pytest.mark.parametrize("case", ROOFLINE_CASES, ids=[c.name for c in ROOFLINE_CASES])
+def test_roofline_fraction(benchmark, case):
+    """numbapool and the roofline copy called alternately, so that both see the same
+    moments of a shared machine: ``extra_info["roofline_fraction"]`` is the copy's median
+    time over numbapool's (the time benchmarked is numbapool's)."""
+    import time
+
+    benchmark.group = f"{case.name}-roofline-fraction"
+    x = _input(case)
+    ours, roof = case.call("numbapool", x), case.call("roofline", x)
+    ours(), roof()
+    t_ours, t_roof = [], []
+    for _ in range(5 if QUICK else 60):
+        for call, times in ((ours, t_ours), (roof, t_roof)):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    fraction = float(np.median(t_roof) / np.median(t_ours))
+    benchmark.extra_info["roofline_fraction"] = fraction
+    print(f"\n{case.name}: {fraction:.2f} of the copy roofline (alternating calls)")
+    benchmark.pedantic(ours, rounds=3, iterations=1)

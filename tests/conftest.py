@@ -115,3 +115,26 @@ def check_reference(name, x, *args, **kwargs):
     got = getattr(nbp, name)(x, *args, **kwargs)
     assert_matches(got, want, exact=name in EXTREME)
     return got
+
+
+@pytest.fixture
+def small_grids(monkeypatch):
+    """CUDA launch grids of a few small blocks, so that the grid-stride loops take several
+    turns on tiny inputs (``pytestmark = pytest.mark.usefixtures("small_grids")``)."""
+    from numbapool._cuda import compat
+
+    monkeypatch.setattr(compat, "THREADS_PER_BLOCK", 8)
+    monkeypatch.setattr(compat, "MAX_BLOCKS", 3)
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    """The names of the CUDA kernels launched while the test runs."""
+    from numbapool._cuda import backend
+
+    names = []
+    run = backend.Launch.run
+    monkeypatch.setattr(backend.Launch, "run",
+                        lambda self, stream=0: (names.append(self.kernel.__name__),
+                                                run(self, stream))[1])
+    return names

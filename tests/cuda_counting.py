@@ -73,3 +73,4 @@ def _counting(monkeypatch):
 
 #: The kinds of host work that a call on device inputs with a known plan must not do.
 NONE_EXPECTED = ("to_device", "to_host", "synchronize", "host_args")
+

@@ -21,30 +21,15 @@ if not nbp.cuda_available():
     pytest.skip("no CUDA GPU, and NUMBA_ENABLE_CUDASIM is not set", allow_module_level=True)
 
 import block_reference as ref  # noqa: E402
-from numbapool._cuda import backend, compat  # noqa: E402
+from numbapool._cuda import compat  # noqa: E402
 from numbapool._cuda import blocks as cuda_blocks  # noqa: E402
 
 from conftest import assert_matches  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("small_grids")
+
 FUNCS = ("sum", "mean", "max", "min", "median", "mode")
 EXACT = ("max", "min", "mode")
-
-
-@pytest.fixture(autouse=True)
-def small_grids(monkeypatch):
-    monkeypatch.setattr(compat, "THREADS_PER_BLOCK", 8)
-    monkeypatch.setattr(compat, "MAX_BLOCKS", 3)
-
-
-@pytest.fixture
-def launched(monkeypatch):
-    """The names of the kernels launched."""
-    names = []
-    run = backend.Launch.run
-    monkeypatch.setattr(backend.Launch, "run",
-                        lambda self, stream=0: (names.append(self.kernel.__name__),
-                                                run(self, stream))[1])
-    return names
 
 
 def _data(shape, dtype, seed=0, nans=0.0):

@@ -24,6 +24,8 @@ from numbapool._cuda import backend, compat  # noqa: E402
 from conftest import LAYOUTS, assert_matches, make_values  # noqa: E402
 from cuda_counting import host_work  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("small_grids")
+
 TOKEN_MODES = list(nbp.TOKEN_MODES)
 
 # (spatial shape, kernel, stride, padding, dilation, ceil_mode): 1-D, 2-D with asymmetric
@@ -33,23 +35,6 @@ SLIDING = [
     ((5, 6), (2, 3), (1, 2), ((1, 0), (0, 1)), (2, 2), True),
     ((3, 4, 3), (2, 2, 2), (1, 2, 2), 1, 1, True),
 ]
-
-
-@pytest.fixture(autouse=True)
-def small_grids(monkeypatch):
-    monkeypatch.setattr(compat, "THREADS_PER_BLOCK", 8)
-    monkeypatch.setattr(compat, "MAX_BLOCKS", 3)
-
-
-@pytest.fixture
-def launched(monkeypatch):
-    """The names of the kernels launched."""
-    names = []
-    run = backend.Launch.run
-    monkeypatch.setattr(backend.Launch, "run",
-                        lambda self, stream=0: (names.append(self.kernel.__name__),
-                                                run(self, stream))[1])
-    return names
 
 
 def _x(rng, spatial, layout, kind="normal", dtype="float64"):

@@ -21,14 +21,10 @@ from numbapool._cuda import backend, compat, strided  # noqa: E402
 
 from conftest import assert_matches  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("small_grids")
+
 INTS = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"]
 FLOATS = ["float16", "float32", "float64"]
-
-
-@pytest.fixture(autouse=True)
-def small_grids(monkeypatch):
-    monkeypatch.setattr(compat, "THREADS_PER_BLOCK", 8)
-    monkeypatch.setattr(compat, "MAX_BLOCKS", 3)
 
 
 def _rng(seed=0):

@@ -21,7 +21,7 @@ import numbapool as nbp  # noqa: E402
 if not nbp.cuda_available():
     pytest.skip("no CUDA GPU, and NUMBA_ENABLE_CUDASIM is not set", allow_module_level=True)
 
-from numbapool._cuda import backend, compat, plane, spatial  # noqa: E402
+from numbapool._cuda import compat, plane, spatial  # noqa: E402
 
 from conftest import assert_matches  # noqa: E402
 
@@ -40,17 +40,6 @@ def small_grids(monkeypatch):
 def window_only(monkeypatch):
     """Every pool takes the window kernels (the plane path is slow in the simulator)."""
     monkeypatch.setattr(plane, "MIN_TAPS", 1 << 30)
-
-
-@pytest.fixture
-def launched(monkeypatch):
-    """The names of the kernels launched (the list is cleared by each ``_same``)."""
-    names = []
-    run = backend.Launch.run
-    monkeypatch.setattr(backend.Launch, "run",
-                        lambda self, stream=0: (names.append(self.kernel.__name__),
-                                                run(self, stream))[1])
-    return names
 
 
 def _data(shape, dtype, nans=0.0, seed=0):

@@ -39,10 +39,8 @@ even count; results are rounded to float32 before a float16 store, as on the CPU
 
 from __future__ import annotations
 
-import collections
 import functools
 import math
-import threading
 
 import numba
 import numpy as np
@@ -434,28 +432,13 @@ def outer_host(plan):
 
 
 #: Outer tables kept on each device (least recently used dropped first).
-TABLE_CACHE_SIZE = 256
-_TABLES: collections.OrderedDict = collections.OrderedDict()
-_LOCK = threading.Lock()
+_TABLES = compat.DeviceTables(256)
 
 
 def outer_table(plan, stream=0):
     """:func:`outer_host` of ``plan`` on the current device, copied there once per
-    geometry; the first copy waits until it has landed, since later calls may read it
-    from other streams."""
-    key = (compat.current_device_id(), plan.outer)
-    with _LOCK:
-        hit = _TABLES.get(key)
-        if hit is not None:
-            _TABLES.move_to_end(key)
-            return hit
-    table = compat.to_device(outer_host(plan), stream)
-    compat.wait(stream)
-    with _LOCK:
-        _TABLES[key] = table
-        while len(_TABLES) > TABLE_CACHE_SIZE:
-            _TABLES.popitem(last=False)
-    return table
+    geometry."""
+    return _TABLES.get(plan.outer, lambda: outer_host(plan), stream)
 
 
 def block_launch(plan, xc, oc, table, cval=None):

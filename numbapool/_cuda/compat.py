@@ -19,9 +19,11 @@ True
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import importlib
+import threading
 
 import numpy as np
 
@@ -267,3 +269,29 @@ def _capped_blocks(blocks: int, threads: int) -> int:
     blocks = min(blocks, WAVES * resident)
     return blocks if MAX_BLOCKS is None else min(blocks, MAX_BLOCKS)
 
+
+class DeviceTables:
+    """Small host tables copied to each device once per key, the ``size`` most recently
+    used kept (thread-safe).  The first copy waits until it has landed, since later calls
+    may read it from other streams; no later call of the key copies or waits."""
+
+    def __init__(self, size=256):
+        self.size = size
+        self._cache: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, host, stream=0):
+        """The device copy of ``host()`` (a NumPy array) for ``key`` on this device."""
+        key = (current_device_id(), key)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        table = to_device(host(), stream)
+        wait(stream)
+        with self._lock:
+            self._cache[key] = table
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return table

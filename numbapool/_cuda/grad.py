@@ -33,10 +33,8 @@ compile-time flags.
 
 from __future__ import annotations
 
-import collections
 import functools
 import math
-import threading
 
 import numba
 import numpy as np
@@ -164,28 +162,12 @@ def window_host_table(axes):
 
 
 #: Window tables kept on each device (least recently used dropped first).
-TABLE_CACHE_SIZE = 256
-_TABLES: collections.OrderedDict = collections.OrderedDict()
-_LOCK = threading.Lock()
+_TABLES = compat.DeviceTables(256)
 
 
 def window_table(axes, stream=0):
-    """:func:`window_host_table` on the current device, copied there once per geometry; the
-    first copy waits until it has landed, since later calls may read it from other
-    streams."""
-    key = (compat.current_device_id(), tuple(a.key for a in axes))
-    with _LOCK:
-        hit = _TABLES.get(key)
-        if hit is not None:
-            _TABLES.move_to_end(key)
-            return hit
-    table = compat.to_device(window_host_table(axes), stream)
-    compat.wait(stream)
-    with _LOCK:
-        _TABLES[key] = table
-        while len(_TABLES) > TABLE_CACHE_SIZE:
-            _TABLES.popitem(last=False)
-    return table
+    """:func:`window_host_table` on the current device, copied there once per geometry."""
+    return _TABLES.get(tuple(a.key for a in axes), lambda: window_host_table(axes), stream)
 
 
 @jit(device=True)
