@@ -17,7 +17,7 @@ compile-time flags.
 * Window gradient (the averages, Lp): a gather, a thread per input element, which sums
   ``coef * row_scale * col_scale`` over the windows that hold it, in window order, so the
   result does not depend on the launch.  Per axis, the windows holding position ``i`` lie
-  in ``[lo[i], hi[i]]`` (host tables, :func:`window_tables`); each is checked for holding
+  in ``[lo[i], hi[i]]`` (host tables, :func:`window_host_table`); each is checked for holding
   ``i`` (its taps are ``first + j * step``, ``j < count``), which makes padding, dilation,
   ``ceil_mode``, adaptive and global windows all exact.  The same tables drive the
   ``"omit"`` coefficients (a thread per output counts its window's NaNs).
