@@ -71,6 +71,23 @@ def _blocks(block_size, func):
     return call
 
 
+def _gradient(name, *args):
+    def call(dtype):
+        import numbapool as nbp
+        from numbapool import grad
+
+        if name == "pool_tokens":
+            hidden, mask = _tokens(dtype)
+            g = np.ones((hidden.shape[0], hidden.shape[2] * len(args[0])), dtype)
+            return grad.pool_tokens(g, hidden, mask, args[0])
+        x = _image(dtype)
+        y = getattr(nbp, name)(x, *args)
+        return getattr(grad, name)(np.ones(y.shape, dtype), x, *args)
+
+    call.floats_only = True  # gradients are floating
+    return call
+
+
 #: Every call this module can warm, by name: one kernel variant each.
 CALLS = {
     "max_pool2d 2x2": _spatial("max_pool2d", 2),
@@ -98,6 +115,9 @@ CALLS = {
     "block_reduce max 2x2": _blocks((1, 2, 2), "max"),
     "block_reduce median 2x2x2": _blocks(2, "median"),
     "block_reduce mode 2x2x2": _blocks(2, "mode"),
+    "grad max_pool2d": _gradient("max_pool2d", 3, 2, 1),
+    "grad avg_pool2d": _gradient("avg_pool2d", 3, 2, 1),
+    "grad pool_tokens": _gradient("pool_tokens", ("cls", "mean", "max")),
 }
 #: The calls warmed without ``--all``: the commonest pools, channels-first.
 COMMON = ("max_pool2d 2x2", "max_pool2d 3x3/s2/p1", "avg_pool2d 3x3/s2/p1",
