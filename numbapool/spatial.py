@@ -663,8 +663,8 @@ def _fixed_rank(func: _Pool, rank: int) -> _Pool:
     ``spatial_dims`` defaults to ``rank``.  Its signature is ``func``'s, so it is typed as
     ``func``.
     """
-    code = func.__code__
-    positional = code.co_varnames[:code.co_argcount]
+    positional = [p.name for p in inspect.signature(func).parameters.values()
+                  if p.kind is p.POSITIONAL_OR_KEYWORD]
     param = next(p for p in ("kernel_size", "output_size", "spatial_dims") if p in positional)
     index = positional.index(param)
     fix = _alias_spatial_dims if param == "spatial_dims" else _per_axis

@@ -10,6 +10,7 @@ implementations (which import dask) are loaded on first use, as the backends are
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 
@@ -35,47 +36,23 @@ def _run(name, func, arguments):
 
 
 def dask_aware(name: str):
-    """Decorator: route a dask array given as ``func``'s first argument to the dask
-    implementation ``name``.
-
-    The wrapper is generated with ``func``'s own parameters and defaults (as
-    :mod:`dataclasses` generates ``__init__``), so its code object names the same
-    arguments as ``func``'s (the fixed-rank aliases read it) and a NumPy call costs one
-    type check, with no packing of ``*args``.
-    """
+    """Decorator: route a dask array given as ``func``'s first argument (by position or
+    by name) to the dask implementation ``name``, with every argument bound by name;
+    anything else goes straight to ``func``.  The wrapper keeps ``func``'s signature
+    (:func:`inspect.signature` follows ``__wrapped__``)."""
 
     def decorate(func):
         sig = inspect.signature(func)
-        params, call, names = [], [], []
-        star = False
-        for p in sig.parameters.values():
-            if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-                raise TypeError(f"dask_aware cannot wrap {func.__name__}: parameter {p}")
-            if p.kind is p.KEYWORD_ONLY and not star:
-                params.append("*")
-                star = True
-            default = "" if p.default is p.empty else f"=_defaults[{p.name!r}]"
-            params.append(p.name + default)
-            call.append(p.name if p.kind is p.POSITIONAL_OR_KEYWORD else f"{p.name}={p.name}")
-            names.append(p.name)
-        first = names[0]
-        arguments = ", ".join(f"{n!r}: {n}" for n in names)
-        source = (
-            f"def {func.__name__}({', '.join(params)}):\n"
-            f"    if _is_dask({first}):\n"
-            f"        return _run({name!r}, _func, {{{arguments}}})\n"
-            f"    return _func({', '.join(call)})\n"
-        )
-        namespace = {"_defaults": {p.name: p.default for p in sig.parameters.values()},
-                     "_is_dask": is_dask_array, "_run": _run, "_func": func}
-        exec(compile(source, f"<dask_aware {func.__name__}>", "exec"), namespace)
-        wrapper = namespace[func.__name__]
-        wrapper.__module__ = func.__module__
-        wrapper.__qualname__ = func.__qualname__
-        wrapper.__doc__ = func.__doc__
-        wrapper.__annotations__ = dict(func.__annotations__)
-        wrapper.__wrapped__ = func
-        wrapper.__dict__.update(func.__dict__)
+        first = next(iter(sig.parameters))
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            if is_dask_array(args[0] if args else kwargs.get(first)):
+                bound = sig.bind(*args, **kwargs)
+                bound.apply_defaults()
+                return _run(name, func, bound.arguments)
+            return func(*args, **kwargs)
+
         return wrapper
 
     return decorate

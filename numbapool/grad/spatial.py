@@ -47,19 +47,8 @@ from .. import spatial as fwd
 from .._checks import averaging_dtypes, check_bool, check_extreme_dtype, check_out, check_positive_real
 from .._typing import Array, Device, Layout, NanPolicy, Padding, Stream
 
-__all__ = [
-    "max_pool", "min_pool", "avg_pool", "lp_pool", "adaptive_max_pool", "adaptive_avg_pool",
-    "global_max_pool", "global_avg_pool", "gem_pool",
-    "max_pool1d", "max_pool2d", "max_pool3d",
-    "min_pool1d", "min_pool2d", "min_pool3d",
-    "avg_pool1d", "avg_pool2d", "avg_pool3d",
-    "lp_pool1d", "lp_pool2d", "lp_pool3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "global_max_pool1d", "global_max_pool2d", "global_max_pool3d",
-    "global_avg_pool1d", "global_avg_pool2d", "global_avg_pool3d",
-    "gem_pool1d", "gem_pool2d", "gem_pool3d",
-]
+#: The forward's names: every spatial pool and alias has its gradient here.
+__all__ = list(fwd.__all__)
 
 _GRAD_DTYPES = tuple(np.dtype(t) for t in (np.float16, np.float32, np.float64))
 _F64 = np.dtype(np.float64)
