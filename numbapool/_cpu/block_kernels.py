@@ -571,6 +571,21 @@ def _gather_lanes(xp, rows, n, g, nl, W, bw, C, top, s, cols, offs):
             s[w, lane] = top
 
 
+def _row_pointer(builder, data, row, vec):
+    """Codegen: row ``row`` (an i64) of the C-contiguous ``(n, LANES)`` array whose data
+    pointer is ``data``, as a pointer to the vector type ``vec``."""
+    at = builder.gep(data, [builder.mul(row, ir.Constant(ir.IntType(64), LANES))])
+    return builder.bitcast(at, vec.as_pointer())
+
+
+def _splat(builder, value, vec):
+    """Codegen: ``value`` in every lane of the vector type ``vec``."""
+    lane0 = builder.insert_element(ir.Constant(vec, ir.Undefined), value,
+                                   ir.Constant(ir.IntType(32), 0))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), vec.count), [0] * vec.count)
+    return builder.shuffle_vector(lane0, ir.Constant(vec, ir.Undefined), zeros)
+
+
 @intrinsic
 def _deinterleave_vector(typingctx, xp, start, s, wire, k):
     """Rows ``wire .. wire + k - 1`` of ``s`` get the ``k`` interleaved columns of the run
@@ -600,8 +615,7 @@ def _deinterleave_vector(typingctx, xp, start, s, wire, k):
             mask = ir.Constant(ir.VectorType(i32, LANES), [j + width * lane
                                                              for lane in range(LANES)])
             part = builder.shuffle_vector(v, ir.Constant(run, ir.Undefined), mask)
-            at = builder.mul(builder.add(row, ir.Constant(i64, j)), ir.Constant(i64, LANES))
-            out = builder.bitcast(builder.gep(data, [at]), vec.as_pointer())
+            out = _row_pointer(builder, data, builder.add(row, ir.Constant(i64, j)), vec)
             builder.store(part, out, align=align)
         return context.get_dummy_value()
 
@@ -647,9 +661,8 @@ def _sort_pair(typingctx, s, i, j):
         elt = context.get_value_type(dtype)
         vec = ir.VectorType(elt, LANES)
         align = context.get_abi_sizeof(elt)
-        lanes = ir.Constant(a.type, LANES)
-        p = builder.bitcast(builder.gep(data, [builder.mul(a, lanes)]), vec.as_pointer())
-        q = builder.bitcast(builder.gep(data, [builder.mul(b, lanes)]), vec.as_pointer())
+        p = _row_pointer(builder, data, a, vec)
+        q = _row_pointer(builder, data, b, vec)
         u = builder.load(p, align=align)
         v = builder.load(q, align=align)
         if isinstance(dtype, types.Float):
@@ -689,14 +702,9 @@ def _nans_to_top(typingctx, s, n_wires, top, nans):
         zero = ir.Constant(ivec, [0] * LANES)
         total = cgutils.alloca_once_value(builder, zero)
         if isinstance(dtype, types.Float):
-            top_v = builder.insert_element(ir.Constant(vec, ir.Undefined), fill,
-                                           ir.Constant(ir.IntType(32), 0))
-            top_v = builder.shuffle_vector(top_v, ir.Constant(vec, ir.Undefined),
-                                           ir.Constant(ir.VectorType(ir.IntType(32), LANES),
-                                                       [0] * LANES))
+            top_v = _splat(builder, fill, vec)
             with cgutils.for_range(builder, count) as loop:
-                ptr = builder.gep(data, [builder.mul(loop.index, ir.Constant(i64, LANES))])
-                ptr = builder.bitcast(ptr, vec.as_pointer())
+                ptr = _row_pointer(builder, data, loop.index, vec)
                 v = builder.load(ptr, align=align)
                 nan = builder.fcmp_unordered("uno", v, v)
                 builder.store(builder.select(nan, top_v, v), ptr, align=align)
@@ -739,18 +747,9 @@ def _lane_modes(typingctx, s, counts, span, val):
         vec = ir.VectorType(elt, LANES)
         ivec = ir.VectorType(i64, LANES)
         align = context.get_abi_sizeof(elt)
-        lanes = ir.Constant(i64, LANES)
 
         def row(i):
-            ptr = builder.gep(data, [builder.mul(i, lanes)])
-            return builder.load(builder.bitcast(ptr, vec.as_pointer()), align=align)
-
-        def splat(value):
-            v = builder.insert_element(ir.Constant(ivec, ir.Undefined), value,
-                                       ir.Constant(ir.IntType(32), 0))
-            return builder.shuffle_vector(v, ir.Constant(ivec, ir.Undefined),
-                                          ir.Constant(ir.VectorType(ir.IntType(32), LANES),
-                                                      [0] * LANES))
+            return builder.load(_row_pointer(builder, data, i, vec), align=align)
 
         limit = builder.load(builder.bitcast(cdata, ivec.as_pointer()), align=8)
         one = ir.Constant(ivec, [1] * LANES)
@@ -769,7 +768,7 @@ def _lane_modes(typingctx, s, counts, span, val):
             builder.store(run, run_p)
             best = builder.load(best_p)
             better = builder.and_(builder.icmp_signed(">", run, best),
-                                  builder.icmp_signed("<", splat(i), limit))
+                                  builder.icmp_signed("<", _splat(builder, i, ivec), limit))
             builder.store(builder.select(better, run, best), best_p)
             builder.store(builder.select(better, cur, builder.load(val_p)), val_p)
         builder.store(builder.load(val_p), builder.bitcast(vdata, vec.as_pointer()),
