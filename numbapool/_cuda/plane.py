@@ -162,10 +162,8 @@ def _group_taps(U, gid, n_cb, Ro, Wo, aB, aL, first, count):
     wo = U(t - q * Wo)
     p = U(q // Ro)
     ro = U(q - p * Ro)
-    r0, nr = _spatial._span(U, ro, U(aB[0]), U(aB[1]), U(aB[2]), U(aB[3]), U(aB[4]),
-                            U(aB[5]), first, count)
-    w0, nw = _spatial._span(U, wo, U(aL[0]), U(aL[1]), U(aL[2]), U(aL[3]), U(aL[4]),
-                            U(aL[5]), first, count)
+    r0, nr = _spatial._run_span(U, ro, aB, first, count)
+    w0, nw = _spatial._run_span(U, wo, aL, first, count)
     return p, ro, wo, cb, r0, nr, w0, nw
 
 
@@ -505,10 +503,8 @@ def sum_combine_kernel(finish, root, omit, override, index, acc):
                 q = U(t // Wo)
                 wo = U(t - q * Wo)
                 ro = U(q % Ro)
-                _, nr = _spatial._span(U, ro, U(aB[0]), U(aB[1]), U(aB[2]), U(aB[3]), U(aB[4]),
-                                       U(aB[5]), first, count)
-                _, nw = _spatial._span(U, wo, U(aL[0]), U(aL[1]), U(aL[2]), U(aL[3]), U(aL[4]),
-                                       U(aL[5]), first, count)
+                _, nr = _spatial._run_span(U, ro, aB, first, count)
+                _, nw = _spatial._run_span(U, wo, aL, first, count)
                 d = divisor if OVER else _divisor(U, ro, wo, aB, aL, div)
                 out[o] = _finish_sum(acc_sum, nans, U(nr * nw), d, OMIT, OVER, MEAN, ROOT_MEAN,
                                      ROOT, power)

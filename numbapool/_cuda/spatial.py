@@ -122,6 +122,14 @@ def _span(U, o, lo, hi, k, s, noff, base, first, count):
 
 
 @jit(device=True)
+def _run_span(U, o, run, first, count):
+    """:func:`_span` of window ``o`` of the axis whose run ``(lo, hi, k, s, noff, base,
+    step)`` is ``run`` (``aA``, ``aB`` or ``aL`` of the kernels)."""
+    return _span(U, o, U(run[0]), U(run[1]), U(run[2]), U(run[3]), U(run[4]), U(run[5]),
+                 first, count)
+
+
+@jit(device=True)
 def _span_divisor(o, lo, hi, k, base, div):
     """The divisor of window ``o`` of an axis (its tap count in the run)."""
     if lo <= o and o < hi:
@@ -237,6 +245,27 @@ def _output_position(U, i, groups, Wo, Rb, Ra):
     return p, U(qa - p * Ra), U(q - qa * Rb), U(t - q * Wo), U(i - t * groups)
 
 
+@jit(device=True)
+def _window(U, outer, i, groups, Wo, RoB, RoA, RB, aA, aB, aL, axes, first, count):
+    """Where the window of flat item ``i`` lies: ``(p, ra, rb, wo, c)`` of
+    :func:`_output_position`, then ``(w0, nw)``, its first last-axis tap and taps, ``nA``
+    and ``nB``, its rows along the outer axes A and B, and ``r``, its first flat input
+    row (``outer`` as in the kernels, a compile-time constant there)."""
+    p, ra, rb, wo, c = _output_position(U, i, groups, Wo, RoB, RoA)
+    w0, nw = _run_span(U, wo, aL, first, count)
+    nA = U(1)
+    if outer == 2:
+        fa, nA = _run_span(U, ra, aA, first, count)
+        fb, nB = _run_span(U, rb, aB, first, count)
+        r = U(fa * RB + fb)
+    elif outer == 1:
+        r, nB = _run_span(U, rb, aB, first, count)
+    else:
+        nB = _outer_taps(U, rb, axes, first, count)
+        r = _outer_row(U, U(0), rb, axes, first, count)
+    return p, ra, rb, wo, c, w0, nw, nA, nB, r
+
+
 # --------------------------------------------------------------------------- kernels
 #
 # The kernels share one shape.  ``g`` = (items, channel groups, RoA, RoB, Wo, plane size,
@@ -292,22 +321,8 @@ def extreme_kernel(is_min, omit, with_indices, index, outer, cpt, grouped, vt):
         i = U(cuda.grid(1))
         stride = U(cuda.gridsize(1))
         while i < n:
-            p, ra, rb, wo, c = _output_position(U, i, groups, Wo, RoB, RoA)
-            w0, nw = _span(U, wo, U(aL[0]), U(aL[1]), U(aL[2]), U(aL[3]), U(aL[4]), U(aL[5]),
-                           first, count)
-            nA = U(1)
-            if OUTER == 2:
-                fa, nA = _span(U, ra, U(aA[0]), U(aA[1]), U(aA[2]), U(aA[3]), U(aA[4]),
-                               U(aA[5]), first, count)
-                fb, nB = _span(U, rb, U(aB[0]), U(aB[1]), U(aB[2]), U(aB[3]), U(aB[4]),
-                               U(aB[5]), first, count)
-                r = U(fa * RB + fb)
-            elif OUTER == 1:
-                r, nB = _span(U, rb, U(aB[0]), U(aB[1]), U(aB[2]), U(aB[3]), U(aB[4]),
-                              U(aB[5]), first, count)
-            else:
-                nB = _outer_taps(U, rb, axes, first, count)
-                r = _outer_row(U, U(0), rb, axes, first, count)
+            p, ra, rb, wo, c, w0, nw, nA, nB, r = _window(U, OUTER, i, groups, Wo, RoB, RoA, RB,
+                                                          aA, aB, aL, axes, first, count)
             start = U(p * plane + w0 * C + c * CPT)
             o = U(start + r * rowlen)
             f = U(r * W + w0)
@@ -420,22 +435,8 @@ def sum_kernel(transform, clip, finish, root, omit, override, index, outer, cpt,
         i = U(cuda.grid(1))
         stride = U(cuda.gridsize(1))
         while i < n:
-            p, ra, rb, wo, c = _output_position(U, i, groups, Wo, RoB, RoA)
-            w0, nw = _span(U, wo, U(aL[0]), U(aL[1]), U(aL[2]), U(aL[3]), U(aL[4]), U(aL[5]),
-                           first, count)
-            nA = U(1)
-            if OUTER == 2:
-                fa, nA = _span(U, ra, U(aA[0]), U(aA[1]), U(aA[2]), U(aA[3]), U(aA[4]),
-                               U(aA[5]), first, count)
-                fb, nB = _span(U, rb, U(aB[0]), U(aB[1]), U(aB[2]), U(aB[3]), U(aB[4]),
-                               U(aB[5]), first, count)
-                r = U(fa * RB + fb)
-            elif OUTER == 1:
-                r, nB = _span(U, rb, U(aB[0]), U(aB[1]), U(aB[2]), U(aB[3]), U(aB[4]),
-                              U(aB[5]), first, count)
-            else:
-                nB = _outer_taps(U, rb, axes, first, count)
-                r = _outer_row(U, U(0), rb, axes, first, count)
+            p, ra, rb, wo, c, w0, nw, nA, nB, r = _window(U, OUTER, i, groups, Wo, RoB, RoA, RB,
+                                                          aA, aB, aL, axes, first, count)
             start = U(p * plane + w0 * C + c * CPT)
             o = U(start + r * rowlen)
             sum0 = acc_zero
