@@ -66,14 +66,19 @@ _take = jit(device=True)(_arith.take)
 
 
 @jit(device=True)
-def _position(i, C, Wo, Ro):
-    """``(plane, output row, last-axis output, channel)`` of flat output ``i``."""
+def _block(i, C, Wo, Ro, W, bw, plane, pad):
+    """``(ro, inside, cols, base)`` of flat output ``i``'s block: its output row (whose
+    outer rows :func:`_row_count` and :func:`_input_row` give), its columns inside the
+    input, the columns it reads (``bw`` where padded) and the flat input index of its
+    first column in input row 0."""
     t = i // C
     c = i - t * C
     q = t // Wo
     wo = t - q * Wo
     p = q // Ro
-    return p, q - p * Ro, wo, c
+    j0 = wo * bw
+    inside = min(bw, W - j0)
+    return q - p * Ro, inside, bw if pad else inside, p * plane + j0 * C + c
 
 
 @jit(device=True)
@@ -183,11 +188,7 @@ def extreme_kernel(is_min, omit, vt, one_outer):
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         while i < n:
-            p, ro, wo, c = _position(i, C, Wo, Ro)
-            j0 = wo * bw
-            inside = min(bw, W - j0)
-            cols = bw if pad else inside
-            base = p * plane + j0 * C + c
+            ro, inside, cols, base = _block(i, C, Wo, Ro, W, bw, plane, pad)
             m = cval
             first = True
             for k in range(row_count(outer, ro, pad)):
@@ -226,11 +227,7 @@ def sum_kernel(kind, omit, vt, rt, one_outer):
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         while i < n:
-            p, ro, wo, c = _position(i, C, Wo, Ro)
-            j0 = wo * bw
-            inside = min(bw, W - j0)
-            cols = bw if pad else inside
-            base = p * plane + j0 * C + c
+            ro, inside, cols, base = _block(i, C, Wo, Ro, W, bw, plane, pad)
             rows = row_count(outer, ro, pad)
             s = acc_zero
             nans = 0
@@ -351,11 +348,7 @@ def order_kernel(kind, omit, vt, rt, one_outer):
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         while i < n:
-            p, ro, wo, c = _position(i, C, Wo, Ro)
-            j0 = wo * bw
-            inside = min(bw, W - j0)
-            cols = bw if pad else inside
-            base = p * plane + j0 * C + c
+            ro, inside, cols, base = _block(i, C, Wo, Ro, W, bw, plane, pad)
             total = row_count(outer, ro, pad) * cols
             if total <= SMALL:
                 m, nans = sorted_block(a, x, outer, ro, pad, base, rowlen, C, inside, cols,
