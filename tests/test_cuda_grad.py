@@ -214,6 +214,13 @@ def test_no_host_round_trips():
     with host_work() as counts:
         grad.max_pool(dg, dx, (2, 2), indices=di)
     assert counts["to_host"] == 1 and counts["host_args"] == 0, counts
+    # the PyTorch integration's saved indices are trusted: no check, no wait
+    want = grad.max_pool(dg, dx, (2, 2), indices=di).copy_to_host()
+    with grad.spatial._trusting_indices(), host_work() as counts:
+        got = grad.max_pool(dg, dx, (2, 2), indices=di)
+    assert counts["to_host"] == counts["synchronize"] == counts["host_args"] == 0, counts
+    np.testing.assert_array_equal(got.copy_to_host(), want)
+    assert not grad.spatial._INDICES_TRUSTED.get()  # reset on leaving
 
 
 def test_stream_and_device():

@@ -32,11 +32,14 @@ they are kernels of the CUDA backend (:class:`_Device`), and nothing large leave
 device.  CUDA specifics: max/min gradients are added with atomics (where several outputs
 share a winner the sum may differ in its last bits between runs); the window sums are a
 gather, a thread per input element, and deterministic; given ``indices`` are checked on the
-device, and the host waits for the verdict.
+device, and the host waits for the verdict (not for the PyTorch integration's own saved
+indices: :func:`_trusting_indices`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from math import prod
 from typing import NamedTuple
 
@@ -225,6 +228,22 @@ def _unit_scales(axes):
 # --------------------------------------------------------------------------- max / min
 
 
+#: Set while the ``indices`` given are the forward's own, unchanged (the PyTorch
+#: integration's saved tensors): CUDA then skips their range check, whose verdict the host
+#: would wait for.  The CPU kernels check as they go, at no extra cost, either way.
+_INDICES_TRUSTED = contextvars.ContextVar("numbapool_grad_indices_trusted", default=False)
+
+
+@contextlib.contextmanager
+def _trusting_indices():
+    """``with _trusting_indices():`` given indices are taken as the forward's own."""
+    token = _INDICES_TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _INDICES_TRUSTED.reset(token)
+
+
 def _check_indices(steps, indices, shape):
     if indices is None:
         return None
@@ -244,8 +263,8 @@ def _scatter_grad(steps, grad_out, x, shape, winners_plan, in_spatial, out_spati
     forward with ``return_indices``) run on ``x``."""
     indices = _check_indices(steps, indices, shape)
     dtype, work = _check_grad(grad_out, shape, x, out, () if indices is None else (indices,))
-    checked = indices is None  # the forward's own indices are in range
-    if checked:
+    checked = indices is None or _INDICES_TRUSTED.get()  # the forward's own are in range
+    if indices is None:
         indices = steps.backend.run_spatial(winners_plan, x, None, winners_plan.out_shape)[1]
     lead, channels = winners_plan.lead_shape, winners_plan.channels
     plan = steps.kernels.ScatterPlan(_planes(lead), prod(in_spatial), prod(out_spatial),

@@ -22,6 +22,7 @@ and the result is permuted back, so it is a ``channels_last`` tensor again.
 """
 
 import ast
+import contextlib
 from typing import Optional
 
 import torch
@@ -172,9 +173,14 @@ def pool_backward(grad: Tensor, x: Tensor, indices: Optional[Tensor], func: str,
 
     kw = decode(params)
     layout, xv, (gv, iv) = _layout_views(x, grad, indices)
+    trust = contextlib.nullcontext()
     if func in EXTREME:
         kw["indices"] = as_array(iv)
-    res = getattr(nbp_grad, func)(as_array(gv), as_array(xv), layout=layout, **kw)
+        # the forward's own, saved by autograd (which rejects in-place changes to them): in
+        # range, so CUDA need not check them and wait for the verdict
+        trust = nbp_grad.spatial._trusting_indices()
+    with trust:
+        res = getattr(nbp_grad, func)(as_array(gv), as_array(xv), layout=layout, **kw)
     return _back(as_tensor(res), layout)
 
 
