@@ -173,21 +173,6 @@ def _divisor(U, ro, wo, aB, aL, div):
             * _spatial._span_divisor(wo, U(aL[0]), U(aL[1]), U(aL[2]), U(aL[5]), div))
 
 
-@jit(device=True)
-def _finish_sum(s, nans, taps, d, omit, override, mean, root_mean, root, power):
-    """A window's result from its sum ``s`` and NaN count (see ``spatial.sum_kernel``)."""
-    if omit and nans == taps:
-        return np.nan
-    if omit and not override:
-        d = d - float(nans)
-    if mean:
-        return s / d
-    res = s / d if root_mean else s * 1.0
-    if res == res:
-        res = _spatial._root(res, root, power)
-    return res
-
-
 # --------------------------------------------------------------------------- kernels
 #
 # Arguments shared by the kernels: ``g`` = (work items, window-groups, groups per block,
@@ -451,8 +436,8 @@ def sum_kernel(transform, clip, finish, root, omit, override, index, acc, final)
                 o = U(U(U(p * Ro + ro) * Wo + wo) * C + c)
                 if FINAL:
                     d = divisor if OVER else _divisor(U, ro, wo, aB, aL, div)
-                    out[o] = _finish_sum(acc_sum, nans, taps, d, OMIT, OVER, MEAN, ROOT_MEAN,
-                                         ROOT, power)
+                    out[o] = _spatial.finish_sum(acc_sum, nans, taps, d, OMIT, OVER, MEAN,
+                                                 ROOT_MEAN, ROOT, power)
                 else:
                     ps[U(o * S + s)] = acc_sum
                     pn[U(o * S + s)] = nans
@@ -506,8 +491,8 @@ def sum_combine_kernel(finish, root, omit, override, index, acc):
                 _, nr = _spatial._run_span(U, ro, aB, first, count)
                 _, nw = _spatial._run_span(U, wo, aL, first, count)
                 d = divisor if OVER else _divisor(U, ro, wo, aB, aL, div)
-                out[o] = _finish_sum(acc_sum, nans, U(nr * nw), d, OMIT, OVER, MEAN, ROOT_MEAN,
-                                     ROOT, power)
+                out[o] = _spatial.finish_sum(acc_sum, nans, U(nr * nw), d, OMIT, OVER, MEAN,
+                                             ROOT_MEAN, ROOT, power)
             b = U(b + cuda.gridDim.x)
 
     kernel.__name__ = kernel.__qualname__ = _name(

@@ -234,6 +234,22 @@ def _root(r, kind, power):
 
 
 @jit(device=True)
+def finish_sum(s, nans, taps, d, omit, override, mean, root_mean, root, power):
+    """A window's result from its sum ``s``, its NaN count and taps, and its divisor ``d``
+    (see :func:`sum_kernel`; the plane kernels share it)."""
+    if omit and nans == taps:
+        return np.nan
+    if omit and not override:
+        d = d - float(nans)
+    if mean:
+        return s / d
+    res = s / d if root_mean else s * 1.0
+    if res == res:
+        res = _root(res, root, power)
+    return res
+
+
+@jit(device=True)
 def _output_position(U, i, groups, Wo, Rb, Ra):
     """``(plane, outer output A, outer output B, last-axis output, channel group)`` of flat
     item ``i`` (channel groups fastest, so consecutive threads take consecutive
@@ -521,20 +537,8 @@ def sum_kernel(transform, clip, finish, root, omit, override, index, outer, cpt,
                     s, nans = sum2, nan2
                 else:
                     s, nans = sum3, nan3
-                if OMIT and nans == taps:
-                    res = np.nan
-                else:
-                    dd = d
-                    if OMIT:
-                        if not OVER:
-                            dd = d - float(nans)
-                    if MEAN:
-                        res = s / dd
-                    else:
-                        res = s / dd if ROOT_MEAN else s * 1.0
-                        if res == res:
-                            res = _root(res, ROOT, power)
-                out[U(w + cc)] = res
+                out[U(w + cc)] = finish_sum(s, nans, taps, d, OMIT, OVER, MEAN, ROOT_MEAN, ROOT,
+                                            power)
             i = U(i + stride)
 
     kernel.__name__ = kernel.__qualname__ = _kernel_name(
