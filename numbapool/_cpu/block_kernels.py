@@ -22,10 +22,11 @@ that its scratch stays small however long the row.  Its input rows are listed on
 * sums and extremes (``sum_tasks``, ``extreme_tasks``) fold each input row on its own,
   columns first, into the outputs' accumulators (so a row is read once, by loops that
   compute as they load).  For channels-first rows (C == 1) the column folds are passes of
-  a constant width, 2 or 3 columns, which LLVM vectorises with interleaved loads: an even
-  block width is halved pass by pass, so a 4- or 8-wide block takes two or three
-  vectorised passes over a shrinking buffer instead of one strided loop.  Other widths
-  fold window by window; channels-last rows fold over the C contiguous channels.
+  a constant width, 2, 3 or 4 columns, which LLVM vectorises with interleaved loads; the
+  first two rows of 2-wide blocks are folded together, so 2x2 blocks take one pass.  Other
+  even block widths are halved pass by pass, so an 8-wide block takes three vectorised
+  passes over a shrinking buffer instead of one strided loop.  Other widths fold window
+  by window; channels-last rows fold over the C contiguous channels.
 * medians and modes (``order_tasks``) gather the blocks of ``LANES`` neighbouring outputs
   into a ``(N, LANES)`` scratch (N the number of elements of a full block; the missing
   elements of blocks cut short, and NaNs, become the largest value of the type, ``top``,
@@ -189,6 +190,25 @@ def _folds(comb, lift):
                 dst[i] = comb(v, load(src, 3 * i + 2), is_min, omit)
 
     @helper
+    def row_pairs(a, b, dst, n, zero, is_min, omit):
+        """``dst[i] = fold(a[2i], a[2i+1], b[2i], b[2i+1])`` for ``i < n``: the 2-wide
+        blocks of two rows in one pass, so that 2x2 blocks need no second pass over
+        ``dst`` (the same order of operations as folding ``a``, then ``b``)."""
+        for i in range(n):
+            u = comb(lift(load(a, 2 * i), zero), load(a, 2 * i + 1), is_min, omit)
+            v = comb(lift(load(b, 2 * i), zero), load(b, 2 * i + 1), is_min, omit)
+            dst[i] = comb(u, v, is_min, omit)
+
+    @helper
+    def quads(src, dst, n, zero, is_min, omit, acc):
+        """``dst[i] = fold(src[4i:4i+4])`` for ``i < n``: one pass of stride-4 loads."""
+        for i in range(n):
+            v = comb(comb(lift(load(src, 4 * i), zero), load(src, 4 * i + 1), is_min, omit),
+                     comb(lift(load(src, 4 * i + 2), zero), load(src, 4 * i + 3), is_min,
+                          omit), is_min, omit)
+            dst[i] = comb(dst[i], v, is_min, omit) if acc else v
+
+    @helper
     def windows(src, dst, n, k, zero, is_min, omit, acc):
         """``dst[i] = fold(src[i*k:(i+1)*k])`` for ``i < n``: a window at a time."""
         for i in range(n):
@@ -222,7 +242,7 @@ def _folds(comb, lift):
     def columns(src, dst, n, k, C, ta, tb, zero, is_min, omit, acc):
         """Fold ``n`` whole blocks of ``k`` columns of the row ``src`` into ``dst[:n*C]``;
         ``ta`` and ``tb`` are scratch of at least ``n*k//2`` elements for the halving
-        passes (C == 1 and an even ``k`` from 4 to 64; unused otherwise)."""
+        passes (C == 1 and an even ``k`` from 6 to 64; unused otherwise)."""
         if n == 0:
             return
         if C != 1:
@@ -231,6 +251,8 @@ def _folds(comb, lift):
             pairs(src, dst, n, zero, is_min, omit, acc)
         elif k == 3:
             triples(src, dst, n, zero, is_min, omit, acc)
+        elif k == 4:
+            quads(src, dst, n, zero, is_min, omit, acc)
         elif k % 2 == 1 or k > 64:
             windows(src, dst, n, k, zero, is_min, omit, acc)
         else:  # halve an even width pass by pass: every pass a vectorised pair fold
@@ -253,11 +275,32 @@ def _folds(comb, lift):
                     windows(cur, dst, n, f, zero, is_min, omit, acc)
                     f = 1
 
-    return columns, channels
+    @helper
+    def first_rows(x, p, rows, n, e0, e1, dst, nf, bw, last, C, ta, tb, zero, is_min, omit):
+        """Fold the first of the ``n`` input rows ``rows`` of a task (columns ``[e0, e1)``
+        of plane ``p``) into ``dst``: ``nf`` whole blocks, then a last one of ``last``
+        columns (if ``last``); two rows at once for 2-wide channels-first blocks.  Returns
+        how many rows it folded."""
+        a = x[p, rows[0], e0:e1]
+        if n >= 2 and bw == 2 and C == 1:
+            b = x[p, rows[1], e0:e1]
+            if nf > 0:
+                row_pairs(a, b, dst, nf, zero, is_min, omit)
+            if last > 0:  # the last block, cut short
+                channels(a[nf * bw:], dst[nf:], 1, last, 1, zero, is_min, omit, False)
+                channels(b[nf * bw:], dst[nf:], 1, last, 1, zero, is_min, omit, True)
+            return 2
+        if nf > 0:
+            columns(a, dst, nf, bw, C, ta, tb, zero, is_min, omit, False)
+        if last > 0:
+            channels(a[nf * bw * C:], dst[nf * C:], 1, last, C, zero, is_min, omit, False)
+        return 1
+
+    return columns, channels, first_rows
 
 
-_columns_extreme, _channels_extreme = _folds(_extreme, _keep)
-_columns_sum, _channels_sum = _folds(_add, _widen)
+_columns_extreme, _channels_extreme, _first_rows_extreme = _folds(_extreme, _keep)
+_columns_sum, _channels_sum, _first_rows_sum = _folds(_add, _widen)
 
 
 # --------------------------------------------------------------------------- sums and extremes
@@ -293,9 +336,11 @@ def extreme_tasks(x, out, t0, t1, geo, outer, is_min, omit, ta, tb, vals, rows, 
         e0 = w0 * bw * C
         e1 = min(W, w1 * bw) * C
         last = W - full * bw if w1 > full else 0
-        for k in range(n):
+        done = _first_rows_extreme(x, p, rows, n, e0, e1, vals, full - w0, bw, last, C, ta,
+                                   tb, vals[0], is_min, omit)
+        for k in range(done, n):
             _fold_row_extreme(x[p, rows[k], e0:e1], vals, full - w0, bw, last, C, ta, tb,
-                              is_min, omit, k > 0)
+                              is_min, omit, True)
         dst = out[p, ro, w0 * C:w1 * C]
         for i in range(dst.shape[0]):
             store(dst, i, vals[i])
@@ -353,13 +398,15 @@ def sum_tasks(x, out, t0, t1, geo, outer, kind, omit, zero, ta, tb, sums, ncnt, 
                 else:
                     store(dst, i, sums[i])
             continue
-        for k in range(n):
+        done = _first_rows_sum(x, p, rows, n, e0, e1, sums, nf, bw, last, C, ta, tb, zero,
+                               False, False)
+        for k in range(done, n):
             src = x[p, rows[k], e0:e1]
             if nf > 0:
-                _columns_sum(src, sums, nf, bw, C, ta, tb, zero, False, False, k > 0)
+                _columns_sum(src, sums, nf, bw, C, ta, tb, zero, False, False, True)
             if last > 0:  # the last block, cut short
                 _channels_sum(src[nf * bw * C:], sums[nf * C:], 1, last, C, zero, False,
-                              False, k > 0)
+                              False, True)
         if kind == K_MEAN:  # a float64 reciprocal: a product is cheaper than a quotient
             inv = 1.0 / np.float64(n * bw)
             for i in range(nf * C):

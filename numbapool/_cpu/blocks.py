@@ -56,9 +56,9 @@ def _run(plan, x, out):
     geo = np.array([W, bw, Wo, C, per, chunks, ro_count, n_block], np.int64)
     n_tasks = out.shape[0] * ro_count * chunks
     max_rows = n_block // bw
-    # the halving passes of even block widths (block_kernels' column folds) need two
+    # the halving passes of even block widths from 6 (block_kernels' column folds) need two
     # buffers of half a chunk's columns; no other fold needs any
-    halves = C == 1 and bw % 2 == 0 and 2 < bw <= 64
+    halves = C == 1 and bw % 2 == 0 and 4 < bw <= 64
     half = min(per * bw, W) // 2 + 1 if halves else 1
     rows = functools.partial(_index_scratch, max_rows, len(plan.outer))
     computed = _computed(x.dtype)
