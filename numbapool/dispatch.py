@@ -345,6 +345,14 @@ def host_array(a, name):
         raise TypeError(f"{name} must be array-like; got {type(a).__name__} ({exc})") from None
 
 
+def follow_to_cuda(a, name, stream=None):
+    """``a`` (an auxiliary array following a CUDA main input) on the device: a list
+    becomes a NumPy array first, a host array is copied over."""
+    if not hasattr(a, "shape"):
+        a = host_array(a, name)
+    return resolve(a, "cuda", name=name, stream=stream)[1]
+
+
 def resolve(x, device=None, name="x", stream=None):
     """``(backend, x)``: the backend for main input ``x`` and ``device``, and ``x`` for it.
 

@@ -192,9 +192,7 @@ class _Device:
         self.kernels = _plans()
 
     def indices(self, indices):
-        if not hasattr(indices, "shape"):  # a list: NumPy makes it an array first
-            indices = dispatch.host_array(indices, "indices")
-        return dispatch.resolve(indices, "cuda", name="indices")[1]
+        return dispatch.follow_to_cuda(indices, "indices")
 
     def scatter(self, plan, src, out, indices, finish, checked):
         # checked here, not by run_index_scatter: the dispatcher hands back ``out`` itself

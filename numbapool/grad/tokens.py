@@ -159,9 +159,7 @@ def pool_tokens(grad_out: Array, hidden: Array, attention_mask: Array | None = N
         raise ValueError(f"hidden must be padded (B, L, D) or packed (T, D); got shape "
                          f"{hidden.shape}")
     if on_cuda:
-        if not hasattr(grad_out, "shape"):  # a list: NumPy makes it an array first
-            grad_out = dispatch.host_array(grad_out, "grad_out")
-        grad_out = dispatch.resolve(grad_out, "cuda", name="grad_out", stream=stream)[1]
+        grad_out = dispatch.follow_to_cuda(grad_out, "grad_out", stream)
     elif not isinstance(grad_out, np.ndarray):  # a CUDA grad_out under device="cpu"
         grad_out = dispatch.host_array(grad_out, "grad_out")
     _check_grad_out(grad_out, (batch, features * len(names)))
