@@ -22,11 +22,12 @@ that its scratch stays small however long the row.  Its input rows are listed on
 * sums and extremes (``sum_tasks``, ``extreme_tasks``) fold each input row on its own,
   columns first, into the outputs' accumulators (so a row is read once, by loops that
   compute as they load).  For channels-first rows (C == 1) the column folds are passes of
-  a constant width, 2, 3 or 4 columns, which LLVM vectorises with interleaved loads; the
-  first two rows of 2-wide blocks are folded together, so 2x2 blocks take one pass.  Other
-  even block widths are halved pass by pass, so an 8-wide block takes three vectorised
-  passes over a shrinking buffer instead of one strided loop.  Other widths fold window
-  by window; channels-last rows fold over the C contiguous channels.
+  a constant width, 2, 3 or 4 columns, which LLVM vectorises with interleaved loads; at
+  these widths 4 or 2 rows fold in one pass (so 2x2 and 4x4 blocks take one pass, and
+  the accumulators are loaded and stored once per pass, not once per row).  Other even
+  block widths are halved pass by pass, so an 8-wide block takes three vectorised passes
+  over a shrinking buffer instead of one strided loop.  Other widths fold window by
+  window; channels-last rows fold over the C contiguous channels.
 * medians and modes (``order_tasks``) gather the blocks of ``LANES`` neighbouring outputs
   into a ``(N, LANES)`` scratch (N the number of elements of a full block; the missing
   elements of blocks cut short, and NaNs, become the largest value of the type, ``top``,
@@ -162,51 +163,66 @@ def _widen(v, zero):
 
 
 def _folds(comb, lift):
-    """The column folds of one reduction, as helpers specialised on ``comb`` and ``lift``:
-    ``(columns, channels)``."""
+    """The row folds of one reduction, as helpers specialised on ``comb`` and ``lift``:
+    returns ``task_rows``, which folds all the input rows of a task."""
 
-    @helper
-    def pairs(src, dst, n, zero, is_min, omit, acc):
-        """``dst[i] = fold(src[2i], src[2i+1])`` for ``i < n``."""
-        if acc:
-            for i in range(n):
-                v = comb(lift(load(src, 2 * i), zero), load(src, 2 * i + 1), is_min, omit)
-                dst[i] = comb(dst[i], v, is_min, omit)
-        else:
-            for i in range(n):
-                dst[i] = comb(lift(load(src, 2 * i), zero), load(src, 2 * i + 1), is_min, omit)
+    def units(k):
+        """Folds of the blocks of ``k`` columns (2, 3 or 4): of one row, and of 2 or 4
+        rows at once."""
 
-    @helper
-    def triples(src, dst, n, zero, is_min, omit, acc):
-        """``dst[i] = fold(src[3i], src[3i+1], src[3i+2])`` for ``i < n``."""
-        if acc:
-            for i in range(n):
-                v = comb(lift(load(src, 3 * i), zero), load(src, 3 * i + 1), is_min, omit)
-                v = comb(v, load(src, 3 * i + 2), is_min, omit)
-                dst[i] = comb(dst[i], v, is_min, omit)
-        else:
-            for i in range(n):
-                v = comb(lift(load(src, 3 * i), zero), load(src, 3 * i + 1), is_min, omit)
-                dst[i] = comb(v, load(src, 3 * i + 2), is_min, omit)
+        @helper(inline="always")
+        def unit(v0, v1, v2, v3, zero, is_min, omit):
+            """The fold of one block's ``k`` values (``v2``, ``v3`` unused below 3, 4)."""
+            m = comb(lift(v0, zero), v1, is_min, omit)
+            if k == 3:
+                m = comb(m, v2, is_min, omit)
+            elif k == 4:
+                m = comb(m, comb(lift(v2, zero), v3, is_min, omit), is_min, omit)
+            return m
 
-    @helper
-    def row_pairs(a, b, dst, n, zero, is_min, omit):
-        """``dst[i] = fold(a[2i], a[2i+1], b[2i], b[2i+1])`` for ``i < n``: the 2-wide
-        blocks of two rows in one pass, so that 2x2 blocks need no second pass over
-        ``dst`` (the same order of operations as folding ``a``, then ``b``)."""
-        for i in range(n):
-            u = comb(lift(load(a, 2 * i), zero), load(a, 2 * i + 1), is_min, omit)
-            v = comb(lift(load(b, 2 * i), zero), load(b, 2 * i + 1), is_min, omit)
-            dst[i] = comb(u, v, is_min, omit)
+        # Not inlined by Numba, which would reference-count the array argument inside the
+        # loop (and the loop would no longer vectorise); LLVM inlines it.
+        @helper
+        def block(src, i, zero, is_min, omit):
+            """The fold of block ``i`` of row ``src``."""
+            s = k * i
+            return unit(load(src, s), load(src, s + 1), load(src, s + 2 if k > 2 else s),
+                        load(src, s + 3 if k > 3 else s), zero, is_min, omit)
 
-    @helper
-    def quads(src, dst, n, zero, is_min, omit, acc):
-        """``dst[i] = fold(src[4i:4i+4])`` for ``i < n``: one pass of stride-4 loads."""
-        for i in range(n):
-            v = comb(comb(lift(load(src, 4 * i), zero), load(src, 4 * i + 1), is_min, omit),
-                     comb(lift(load(src, 4 * i + 2), zero), load(src, 4 * i + 3), is_min,
-                          omit), is_min, omit)
-            dst[i] = comb(dst[i], v, is_min, omit) if acc else v
+        @helper
+        def row(src, dst, n, zero, is_min, omit, acc):
+            """``dst[i] = fold(src[k*i:k*(i+1)])`` for ``i < n`` (with ``acc``, folded
+            into what ``dst`` holds)."""
+            if acc:
+                for i in range(n):
+                    dst[i] = comb(dst[i], block(src, i, zero, is_min, omit), is_min, omit)
+            else:
+                for i in range(n):
+                    dst[i] = block(src, i, zero, is_min, omit)
+
+        @helper
+        def rows(a, b, c, d, g, dst, n, zero, is_min, omit, acc):
+            """Fold blocks ``i < n`` of rows ``a, b`` (``g`` 2; with ``acc``, into what
+            ``dst`` holds) or ``a, b, c, d`` (``g`` 4, not ``acc``) into ``dst``, in row
+            order: the order of operations of folding one row at a time, in one pass."""
+            if g == 4:
+                for i in range(n):
+                    m = comb(block(a, i, zero, is_min, omit), block(b, i, zero, is_min, omit),
+                             is_min, omit)
+                    m = comb(m, block(c, i, zero, is_min, omit), is_min, omit)
+                    dst[i] = comb(m, block(d, i, zero, is_min, omit), is_min, omit)
+            elif acc:
+                for i in range(n):
+                    m = comb(dst[i], block(a, i, zero, is_min, omit), is_min, omit)
+                    dst[i] = comb(m, block(b, i, zero, is_min, omit), is_min, omit)
+            else:
+                for i in range(n):
+                    dst[i] = comb(block(a, i, zero, is_min, omit),
+                                  block(b, i, zero, is_min, omit), is_min, omit)
+
+        return row, rows
+
+    (pairs, rows2), (triples, rows3), (quads, rows4) = units(2), units(3), units(4)
 
     @helper
     def windows(src, dst, n, k, zero, is_min, omit, acc):
@@ -275,49 +291,55 @@ def _folds(comb, lift):
                     windows(cur, dst, n, f, zero, is_min, omit, acc)
                     f = 1
 
+
     @helper
-    def first_rows(x, p, rows, n, e0, e1, dst, nf, bw, last, C, ta, tb, zero, is_min, omit):
-        """Fold the first of the ``n`` input rows ``rows`` of a task (columns ``[e0, e1)``
-        of plane ``p``) into ``dst``: ``nf`` whole blocks, then a last one of ``last``
-        columns (if ``last``); two rows at once for 2-wide channels-first blocks.  Returns
-        how many rows it folded."""
-        a = x[p, rows[0], e0:e1]
-        if n >= 2 and bw == 2 and C == 1:
-            b = x[p, rows[1], e0:e1]
+    def task_rows(x, p, rows, n, e0, e1, dst, nf, bw, last, C, ta, tb, zero, is_min, omit):
+        """Fold the ``n`` input rows ``rows`` of a task (columns ``[e0, e1)`` of plane
+        ``p``) into ``dst``: ``nf`` whole blocks, then a last one of ``last`` columns (if
+        ``last``).  Channels-first blocks 2 to 4 wide fold 4 or 2 rows a pass (reading
+        several rows at once costs no more than one, and the accumulators are loaded and
+        stored once a pass); the other blocks a row at a time."""
+        k = 0
+        if C == 1 and 2 <= bw <= 4 and nf > 0:
+            while n - k >= 2:
+                g = 4 if k == 0 and n >= 4 else 2  # (4 at once only first: fewer loops)
+                a = x[p, rows[k], e0:e1]
+                b = x[p, rows[k + 1], e0:e1]
+                c = x[p, rows[k + g - 2], e0:e1]
+                d = x[p, rows[k + g - 1], e0:e1]
+                if bw == 2:
+                    rows2(a, b, c, d, g, dst, nf, zero, is_min, omit, k > 0)
+                elif bw == 3:
+                    rows3(a, b, c, d, g, dst, nf, zero, is_min, omit, k > 0)
+                else:
+                    rows4(a, b, c, d, g, dst, nf, zero, is_min, omit, k > 0)
+                k += g
+            if k < n:  # one row left
+                columns(x[p, rows[k], e0:e1], dst, nf, bw, C, ta, tb, zero, is_min, omit,
+                        k > 0)
+            if last > 0:  # the last blocks, cut short: other outputs, so folded after
+                for j in range(n):
+                    channels(x[p, rows[j], e0 + nf * bw:e1], dst[nf:], 1, last, 1, zero,
+                             is_min, omit, j > 0)
+            return
+        for j in range(n):
+            src = x[p, rows[j], e0:e1]
             if nf > 0:
-                row_pairs(a, b, dst, nf, zero, is_min, omit)
+                columns(src, dst, nf, bw, C, ta, tb, zero, is_min, omit, j > 0)
             if last > 0:  # the last block, cut short
-                channels(a[nf * bw:], dst[nf:], 1, last, 1, zero, is_min, omit, False)
-                channels(b[nf * bw:], dst[nf:], 1, last, 1, zero, is_min, omit, True)
-            return 2
-        if nf > 0:
-            columns(a, dst, nf, bw, C, ta, tb, zero, is_min, omit, False)
-        if last > 0:
-            channels(a[nf * bw * C:], dst[nf * C:], 1, last, C, zero, is_min, omit, False)
-        return 1
+                channels(src[nf * bw * C:], dst[nf * C:], 1, last, C, zero, is_min, omit,
+                         j > 0)
 
-    return columns, channels, first_rows
+    return task_rows
 
 
-_columns_extreme, _channels_extreme, _first_rows_extreme = _folds(_extreme, _keep)
-_columns_sum, _channels_sum, _first_rows_sum = _folds(_add, _widen)
+_task_rows_extreme = _folds(_extreme, _keep)
+_task_rows_sum = _folds(_add, _widen)
 
 
 # --------------------------------------------------------------------------- sums and extremes
 # Each input row of a task's blocks is folded on its own, its columns first (so the
 # row is read once, by loops that compute as they load), into the outputs' accumulators.
-
-
-@helper
-def _fold_row_extreme(src, vals, nf, bw, last, C, ta, tb, is_min, omit, acc):
-    """Fold row ``src``: ``nf`` whole blocks, then a last one of ``last`` columns (if
-    ``last``), into ``vals``."""
-    zero = vals[0]
-    if nf > 0:
-        _columns_extreme(src, vals, nf, bw, C, ta, tb, zero, is_min, omit, acc)
-    if last > 0:  # the last block, cut short
-        _channels_extreme(src[nf * bw * C:], vals[nf * C:], 1, last, C, zero, is_min, omit,
-                          acc)
 
 
 @njit(cache=True, nogil=True)
@@ -336,11 +358,8 @@ def extreme_tasks(x, out, t0, t1, geo, outer, is_min, omit, ta, tb, vals, rows, 
         e0 = w0 * bw * C
         e1 = min(W, w1 * bw) * C
         last = W - full * bw if w1 > full else 0
-        done = _first_rows_extreme(x, p, rows, n, e0, e1, vals, full - w0, bw, last, C, ta,
-                                   tb, vals[0], is_min, omit)
-        for k in range(done, n):
-            _fold_row_extreme(x[p, rows[k], e0:e1], vals, full - w0, bw, last, C, ta, tb,
-                              is_min, omit, True)
+        _task_rows_extreme(x, p, rows, n, e0, e1, vals, full - w0, bw, last, C, ta, tb,
+                           vals[0], is_min, omit)
         dst = out[p, ro, w0 * C:w1 * C]
         for i in range(dst.shape[0]):
             store(dst, i, vals[i])
@@ -398,15 +417,8 @@ def sum_tasks(x, out, t0, t1, geo, outer, kind, omit, zero, ta, tb, sums, ncnt, 
                 else:
                     store(dst, i, sums[i])
             continue
-        done = _first_rows_sum(x, p, rows, n, e0, e1, sums, nf, bw, last, C, ta, tb, zero,
-                               False, False)
-        for k in range(done, n):
-            src = x[p, rows[k], e0:e1]
-            if nf > 0:
-                _columns_sum(src, sums, nf, bw, C, ta, tb, zero, False, False, True)
-            if last > 0:  # the last block, cut short
-                _channels_sum(src[nf * bw * C:], sums[nf * C:], 1, last, C, zero, False,
-                              False, True)
+        _task_rows_sum(x, p, rows, n, e0, e1, sums, nf, bw, last, C, ta, tb, zero, False,
+                       False)
         if kind == K_MEAN:  # a float64 reciprocal: a product is cheaper than a quotient
             inv = 1.0 / np.float64(n * bw)
             for i in range(nf * C):
