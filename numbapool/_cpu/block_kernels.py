@@ -386,6 +386,21 @@ def _fold_rows_omit(x, p, rows, n, e0, sums, ncnt, nq, full, w0, bw, last, C, ze
                     ncnt[i * C + c] += nan
 
 
+@helper
+def _store_means(dst, sums, i0, i1, count, zero):
+    """``dst[i] = sums[i] / count`` for ``i`` in ``[i0, i1)``: a product by the float64
+    reciprocal, cheaper than a quotient.  By a power of two the product is exact, so it is
+    taken in the accumulators' type (``zero``'s): the same result, without conversions."""
+    inv = 1.0 / np.float64(count)
+    if count & (count - 1) == 0:
+        scale = zero + np.float32(inv)  # exact; float64 for integer sums
+        for i in range(i0, i1):
+            store(dst, i, sums[i] * scale)
+    else:
+        for i in range(i0, i1):
+            store(dst, i, np.float64(sums[i]) * inv)
+
+
 @njit(cache=True, nogil=True)
 def sum_tasks(x, out, t0, t1, geo, outer, kind, omit, zero, ta, tb, sums, ncnt, rows, ow):
     """Block sums (``kind`` :data:`K_SUM`) or means (:data:`K_MEAN`) of tasks ``[t0, t1)``,
@@ -419,14 +434,10 @@ def sum_tasks(x, out, t0, t1, geo, outer, kind, omit, zero, ta, tb, sums, ncnt, 
             continue
         _task_rows_sum(x, p, rows, n, e0, e1, sums, nf, bw, last, C, ta, tb, zero, False,
                        False)
-        if kind == K_MEAN:  # a float64 reciprocal: a product is cheaper than a quotient
-            inv = 1.0 / np.float64(n * bw)
-            for i in range(nf * C):
-                store(dst, i, np.float64(sums[i]) * inv)
+        if kind == K_MEAN:
+            _store_means(dst, sums, 0, nf * C, n * bw, zero)
             if last > 0:
-                inv = 1.0 / np.float64(n * last)
-                for i in range(nf * C, m):
-                    store(dst, i, np.float64(sums[i]) * inv)
+                _store_means(dst, sums, nf * C, m, n * last, zero)
         else:
             for i in range(m):
                 store(dst, i, sums[i])
