@@ -244,6 +244,22 @@ def test_long_float32_sums_accumulate_in_float64():
     assert float(nbp.block_reduce(x, (1, 1000))[0, 0]) == float(np.float32(10000.01))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("block", [(2, 2), (4, 4), (2, 3), (1, 5)])
+def test_means_round_the_sum_over_the_count_once(dtype, block):
+    """A mean is the block's sum (in row order, as a sum reduction gives it) times the
+    float64 reciprocal of the count, rounded once; subnormal sums included (a count that
+    is a power of two is scaled in the sum's own type, which must round the same)."""
+    rng = np.random.default_rng(7)
+    tiny = np.finfo(dtype).tiny
+    x = (rng.standard_normal((24, 60)) * tiny * 4).astype(dtype)
+    x[:12] = rng.standard_normal((12, 60)).astype(dtype)
+    sums = nbp.block_reduce(x, block, "sum")
+    expect = (sums.astype(np.float64) * (1.0 / np.prod(block))).astype(dtype)
+    assert np.count_nonzero(np.abs(expect) < tiny) > 10
+    np.testing.assert_array_equal(nbp.block_reduce(x, block, "mean"), expect)
+
+
 def test_medians_of_even_counts_average_the_middle_two():
     x = np.array([[1, 9, 2, 7], [3, 3, 100, 0]], np.int64)
     np.testing.assert_array_equal(nbp.block_reduce(x, (1, 4), "median"), [[4.5], [3.0]])
