@@ -202,7 +202,10 @@ class _CudaBackend:
     Attribute access returns the backend module's entry point wrapped so that ``out`` is
     viewed as Numba arrays, the kernels run on the family's device and the call's stream
     (:func:`cuda_stream`), results are
-    allocated by the family's library, and what is returned is the caller's objects.
+    allocated by the family's library, and what is returned is the caller's objects:
+    ``out`` itself where it was given (in the first place of a tuple of results when it is
+    one array), and None when the entry point returns None (a refusal, such as an index
+    out of range, which the caller raises).
     """
 
     def __init__(self, module, family, stream):
@@ -229,13 +232,19 @@ class _CudaBackend:
                 made[id(view)] = (view, lib)  # the view is kept alive, so ids stay unique
                 return view
 
+            def theirs(v):
+                return made[id(v)][1] if id(v) in made else v
+
             work = _map(out, lambda a: _out_view(family, a))
             with self._device():
                 env = Env(stream=self._stream, empty=empty if family.allocates else None)
                 result = run(plan, x, work, *rest, env=env)
-            if out is not None:
-                return out
-            return _map(result, lambda v: made[id(v)][1] if id(v) in made else v)
+            if result is None or out is None:  # None: refused (the caller raises)
+                return _map(result, theirs)
+            if isinstance(result, tuple) and not isinstance(out, tuple):
+                # the first result was computed into ``out``; the others are new
+                return (out, *(_map(v, theirs) for v in result[1:]))
+            return out
 
         call.__name__ = name
         return call

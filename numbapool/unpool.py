@@ -135,11 +135,7 @@ def max_unpool(values: Array, indices: Array, output_size: Sequence[int], *,
     plan = grad_kernels.ScatterPlan(prod(lead), plane, pooled, channels, shape,
                                     np.dtype(values.dtype), False)
     if on_cuda:
-        # checked first: the dispatcher hands back ``out`` itself when it is given, which
-        # would hide run_index_scatter's None
-        result = None
-        if backend.indices_in_range(plan, indices, None):
-            result = backend.run_index_scatter(plan, values, out, indices, None, True)
+        result = backend.run_index_scatter(plan, values, out, indices)
     else:
         result = grad_kernels.run_index_scatter(plan, values, out, indices)
     if result is None:

@@ -596,15 +596,6 @@ def run_gem_grad(plan, x, out, grad_out, y, p, eps, env=None):
     return ret
 
 
-def copy_into(plan, src, out, env=None):
-    """``out[...] = src`` on the device, ``out`` checked as a result of ``src``'s shape and
-    dtype (``plan`` unused); returns ``out``."""
-    env = env or DEFAULT_ENV
-    src = _device_input(src, env.stream)
-    strided.copy(src, check_out(out, tuple(src.shape), src.dtype, (src,)), env.stream)
-    return out
-
-
 def run_token_grad(plan, hidden, out, grad_out, inputs, top, env=None):
     """The gradient of a :class:`~numbapool.token_plan.TokenPlan`'s pooling on the device.
 

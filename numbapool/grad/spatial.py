@@ -195,11 +195,7 @@ class _Device:
         return dispatch.follow_to_cuda(indices, "indices")
 
     def scatter(self, plan, src, out, indices, finish, checked):
-        # checked here, not by run_index_scatter: the dispatcher hands back ``out`` itself
-        # when it is given, which would hide run_index_scatter's None
-        if not checked and not self.backend.indices_in_range(plan, indices, None):
-            return None
-        return self.backend.run_index_scatter(plan, src, out, indices, finish, True)
+        return self.backend.run_index_scatter(plan, src, out, indices, finish, checked)
 
     def window(self, plan, coef, out, rows, cols, finish):
         return self.backend.run_window_grad(plan, coef, out, rows, cols, finish)

@@ -197,7 +197,7 @@ def pool_tokens(grad_out: Array, hidden: Array, attention_mask: Array | None = N
         scores=coefs["scores"], coef_stride=coef_stride,
     )
     if on_cuda:
-        return _device_grad(backend, run, plan, hidden, grad_out, out, top, coef_shape,
+        return _device_grad(run, plan, hidden, grad_out, out, top, coef_shape,
                             (hidden, attention_mask, weights, scores, lengths, offsets))
     g = np.ascontiguousarray(grad_out, dtype=np.float64)
     inputs = (hidden, grad_out, attention_mask, weights, scores, lengths, offsets)
@@ -213,17 +213,10 @@ def pool_tokens(grad_out: Array, hidden: Array, attention_mask: Array | None = N
     return (d_hidden, *extra) if extra else d_hidden
 
 
-def _device_grad(backend, run, plan, hidden, grad_out, out, top, coef_shape, inputs):
+def _device_grad(run, plan, hidden, grad_out, out, top, coef_shape, inputs):
     """The CUDA path: the backend's ``run_token_grad`` finishes the coefficient gradients
     too (``top``: the weights' scale), returning ``(d_hidden, d_weights, d_scores)``."""
     top = _EMPTY_F if top is None else np.broadcast_to(top, coef_shape).reshape(-1)
-    extra = plan.weights.size or plan.scores.size
-    if out is not None and not extra:
-        return run(plan, hidden, out, grad_out, inputs, top)  # the dispatcher returns out
-    # the dispatcher hands back ``out`` alone when it is given, so with coefficient
-    # gradients to return the gradient is computed fresh and copied into ``out``
-    d_hidden, d_w, d_s = run(plan, hidden, None, grad_out, inputs, top)
-    if out is not None:
-        d_hidden = backend.copy_into(None, d_hidden, out)
+    d_hidden, d_w, d_s = run(plan, hidden, out, grad_out, inputs, top)
     extra = [r for r in (d_w, d_s) if r is not None]
     return (d_hidden, *extra) if extra else d_hidden
