@@ -338,6 +338,30 @@ _task_rows_sum = _folds(_add, _widen)
 
 
 # --------------------------------------------------------------------------- sums and extremes
+
+
+def _direct(dst, scratch):
+    """Whether a task folds straight into its output row ``dst`` rather than into the
+    scratch of its accumulators: when they are of one type (the output's dtype is the
+    computed one), which saves a copy of the row, or finishes means in place."""
+
+
+def _accumulator(dst, scratch):
+    """``dst`` when :func:`_direct`, else ``scratch``."""
+
+
+@overload(_direct)
+def _ol_direct(dst, scratch):
+    same = dst == scratch
+    return lambda dst, scratch: same
+
+
+@overload(_accumulator)
+def _ol_accumulator(dst, scratch):
+    if dst == scratch:
+        return lambda dst, scratch: dst
+    return lambda dst, scratch: scratch
+
 # Each input row of a task's blocks is folded on its own, its columns first (so the
 # row is read once, by loops that compute as they load), into the outputs' accumulators.
 
@@ -358,11 +382,13 @@ def extreme_tasks(x, out, t0, t1, geo, outer, is_min, omit, ta, tb, vals, rows, 
         e0 = w0 * bw * C
         e1 = min(W, w1 * bw) * C
         last = W - full * bw if w1 > full else 0
-        _task_rows_extreme(x, p, rows, n, e0, e1, vals, full - w0, bw, last, C, ta, tb,
-                           vals[0], is_min, omit)
         dst = out[p, ro, w0 * C:w1 * C]
-        for i in range(dst.shape[0]):
-            store(dst, i, vals[i])
+        acc = _accumulator(dst, vals)
+        _task_rows_extreme(x, p, rows, n, e0, e1, acc, full - w0, bw, last, C, ta, tb,
+                           vals[0], is_min, omit)
+        if not _direct(dst, vals):
+            for i in range(dst.shape[0]):
+                store(dst, i, vals[i])
 
 
 @helper
@@ -388,11 +414,21 @@ def _fold_rows_omit(x, p, rows, n, e0, sums, ncnt, nq, full, w0, bw, last, C, ze
 
 @helper
 def _store_means(dst, sums, i0, i1, count, zero):
-    """``dst[i] = sums[i] / count`` for ``i`` in ``[i0, i1)``: a product by the float64
-    reciprocal, cheaper than a quotient.  By a power of two the product is exact, so it is
-    taken in the accumulators' type (``zero``'s): the same result, without conversions."""
+    """``dst[i] = sums[i] / count`` for ``i`` in ``[i0, i1)`` (``sums`` may be ``dst``
+    itself, :func:`_direct`): a product by the float64 reciprocal, cheaper than a
+    quotient.  By a power of two the product is exact, so it is taken in the accumulators'
+    type (``zero``'s): the same result, without conversions."""
     inv = 1.0 / np.float64(count)
-    if count & (count - 1) == 0:
+    pow2 = count & (count - 1) == 0
+    if _direct(dst, sums):  # in place: loops over one array, which LLVM vectorises
+        if pow2:            # (where a store to dst would alias its loads from sums)
+            scale = zero + np.float32(inv)
+            for i in range(i0, i1):
+                sums[i] = sums[i] * scale
+        else:
+            for i in range(i0, i1):
+                sums[i] = np.float64(sums[i]) * inv
+    elif pow2:
         scale = zero + np.float32(inv)  # exact; float64 for integer sums
         for i in range(i0, i1):
             store(dst, i, sums[i] * scale)
@@ -432,13 +468,14 @@ def sum_tasks(x, out, t0, t1, geo, outer, kind, omit, zero, ta, tb, sums, ncnt, 
                 else:
                     store(dst, i, sums[i])
             continue
-        _task_rows_sum(x, p, rows, n, e0, e1, sums, nf, bw, last, C, ta, tb, zero, False,
+        acc = _accumulator(dst, sums)
+        _task_rows_sum(x, p, rows, n, e0, e1, acc, nf, bw, last, C, ta, tb, zero, False,
                        False)
-        if kind == K_MEAN:
-            _store_means(dst, sums, 0, nf * C, n * bw, zero)
+        if kind == K_MEAN:  # (in place when direct)
+            _store_means(dst, acc, 0, nf * C, n * bw, zero)
             if last > 0:
-                _store_means(dst, sums, nf * C, m, n * last, zero)
-        else:
+                _store_means(dst, acc, nf * C, m, n * last, zero)
+        elif not _direct(dst, sums):
             for i in range(m):
                 store(dst, i, sums[i])
 
