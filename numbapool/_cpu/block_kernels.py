@@ -19,9 +19,9 @@ A task is one output row ``(p, ro)``, or one chunk of it (``geo[G_PER]`` outputs
 that its scratch stays small however long the row.  Its input rows are listed once
 (:func:`_input_rows`), then:
 
-* sums and extremes (``sum_tasks``, ``extreme_tasks``) fold each input row on its own,
-  columns first, into the outputs' accumulators (so a row is read once, by loops that
-  compute as they load).  For channels-first rows (C == 1) the column folds are passes of
+* sums and extremes (``sum_tasks``, ``extreme_tasks``) fold the input rows, columns
+  first, into the outputs' accumulators (the output row itself where it has the computed
+  dtype), so that a row is read once, by loops that compute as they load.  For channels-first rows (C == 1) the column folds are passes of
   a constant width, 2, 3 or 4 columns, which LLVM vectorises with interleaved loads; at
   these widths 4 or 2 rows fold in one pass (so 2x2 and 4x4 blocks take one pass, and
   the accumulators are loaded and stored once per pass, not once per row).  Other even
@@ -291,7 +291,6 @@ def _folds(comb, lift):
                     windows(cur, dst, n, f, zero, is_min, omit, acc)
                     f = 1
 
-
     @helper
     def task_rows(x, p, rows, n, e0, e1, dst, nf, bw, last, C, ta, tb, zero, is_min, omit):
         """Fold the ``n`` input rows ``rows`` of a task (columns ``[e0, e1)`` of plane
@@ -338,6 +337,8 @@ _task_rows_sum = _folds(_add, _widen)
 
 
 # --------------------------------------------------------------------------- sums and extremes
+# A task folds its input rows (``task_rows``, above) into the outputs' accumulators: the
+# output row itself where it has the computed type, else a scratch row stored at the end.
 
 
 def _direct(dst, scratch):
@@ -361,9 +362,6 @@ def _ol_accumulator(dst, scratch):
     if dst == scratch:
         return lambda dst, scratch: dst
     return lambda dst, scratch: scratch
-
-# Each input row of a task's blocks is folded on its own, its columns first (so the
-# row is read once, by loops that compute as they load), into the outputs' accumulators.
 
 
 @njit(cache=True, nogil=True)
