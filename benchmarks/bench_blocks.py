@@ -14,7 +14,9 @@ Each group times ``numbapool``, ``skimage`` (``skimage.measure.block_reduce`` wi
 ``scipy.stats.mode``) and ``roofline`` (a parallel copy of the bytes the op reads and
 writes).  ``test_roofline_fraction`` calls numbapool and the copy alternately for the mean
 and max cases and prints the fraction of the roofline (the two measured in the same
-moments: separate groups can land in different phases of a shared machine)::
+moments: separate groups can land in different phases of a shared machine);
+``test_plain_loop_fraction`` does the same for the plainest fused Numba loops of those two
+cases, the bound a simple kernel meets on the machine::
 
     python -m pytest benchmarks/bench_blocks.py --benchmark-only --benchmark-group-by=group
 
@@ -142,24 +144,79 @@ def test_block_reduce(benchmark, case, impl):
 ROOFLINE_CASES = [c for c in CASES if c.func in ("mean", "max")]
 
 
+def _alternating_fraction(call, roof):
+    """The copy's median time over ``call``'s, the two called alternately."""
+    import time
+
+    call(), roof()
+    t_call, t_roof = [], []
+    for _ in range(5 if QUICK else 60):
+        for f, times in ((call, t_call), (roof, t_roof)):
+            start = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - start)
+    return float(np.median(t_roof) / np.median(t_call))
+
+
 @pytest.mark.parametrize("case", ROOFLINE_CASES, ids=[c.name for c in ROOFLINE_CASES])
 def test_roofline_fraction(benchmark, case):
     """numbapool and the roofline copy called alternately, so that both see the same
     moments of a shared machine: ``extra_info["roofline_fraction"]`` is the copy's median
     time over numbapool's (the time benchmarked is numbapool's)."""
-    import time
-
     benchmark.group = f"{case.name}-roofline-fraction"
     x = _input(case)
-    ours, roof = case.call("numbapool", x), case.call("roofline", x)
-    ours(), roof()
-    t_ours, t_roof = [], []
-    for _ in range(5 if QUICK else 60):
-        for call, times in ((ours, t_ours), (roof, t_roof)):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-    fraction = float(np.median(t_roof) / np.median(t_ours))
+    ours = case.call("numbapool", x)
+    fraction = _alternating_fraction(ours, case.call("roofline", x))
     benchmark.extra_info["roofline_fraction"] = fraction
     print(f"\n{case.name}: {fraction:.2f} of the copy roofline (alternating calls)")
     benchmark.pedantic(ours, rounds=3, iterations=1)
+
+
+def _plain_loops():
+    """The two roofline cases as the plainest fused Numba loops (``prange`` over output
+    rows, the same arithmetic as numbapool's: float32 sums in row order, NaN-propagating
+    maxima): what a simple kernel reaches on this machine."""
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=True)
+    def mean2x2(x, out):
+        for r in prange(out.shape[0]):
+            a, b, o = x[2 * r], x[2 * r + 1], out[r]
+            for c in range(out.shape[1]):
+                s = (a[2 * c] + a[2 * c + 1]) + (b[2 * c] + b[2 * c + 1])
+                o[c] = s * np.float32(0.25)
+
+    @njit(parallel=True, cache=True)
+    def max4x4(x, out):
+        for r in prange(out.shape[0]):
+            o = out[r]
+            for c in range(out.shape[1]):
+                m = x[4 * r, 4 * c]
+                for i in range(4):
+                    row = x[4 * r + i]
+                    for j in range(4):
+                        v = row[4 * c + j]
+                        m = v if (v > m) | (v != v) else m
+                o[c] = m
+
+    return {"mean2x2": mean2x2, "max4x4": max4x4}
+
+
+@pytest.mark.parametrize("case", ROOFLINE_CASES, ids=[c.name for c in ROOFLINE_CASES])
+def test_plain_loop_fraction(benchmark, case):
+    """The roofline fraction of the plain loop of :func:`_plain_loops`, measured as
+    numbapool's (``extra_info["roofline_fraction"]``), checked against numbapool's
+    result: a bound to read numbapool's fraction against."""
+    benchmark.group = f"{case.name}-plain-loop-fraction"
+    x = _input(case)
+    out = np.empty(tuple(n // b for n, b in zip(x.shape, case.block)), x.dtype)
+    loop = _plain_loops()[case.name]
+
+    def plain():
+        loop(x, out)
+
+    fraction = _alternating_fraction(plain, case.call("roofline", x))
+    np.testing.assert_array_equal(out, nbp.block_reduce(x, case.block, case.func))
+    benchmark.extra_info["roofline_fraction"] = fraction
+    print(f"\n{case.name}: {fraction:.2f} of the copy roofline for a plain Numba loop")
+    benchmark.pedantic(plain, rounds=3, iterations=1)
